@@ -1,0 +1,212 @@
+import { isUtf8 } from 'node:buffer';
+import type { JobId, LogRecord } from '../protocol/index.js';
+import { REC, REC_KIND_MASK, REC_PARTIAL, decodeTrusted, encode } from '../protocol/index.js';
+import type { Databases } from './store/schema.js';
+
+/** The public, JSON form of one event. See docs/api.md "Events". */
+export interface EventJson {
+  seq: number;
+  time: number;
+  stream: 'stdout' | 'stderr' | 'task' | 'job' | 'console' | 'worker' | 'control';
+  task: number;
+  /** The line as UTF-8 (invalid sequences replaced with U+FFFD). */
+  text?: string;
+  /** The exact bytes, present only when they are not valid UTF-8. */
+  base64?: string;
+  /** The line was not ended by a newline (a longer line continues, or output ended). */
+  partial?: true;
+  /** For `task` and `job` events. */
+  event?: unknown;
+}
+
+const STREAMS = ['stdout', 'stderr', 'task', 'job', 'console', 'worker', 'control'] as const;
+
+interface StoredBatch {
+  batch: number;
+  recs: LogRecord[];
+}
+
+/** Per-job sequencing state, kept in memory while a job is active. */
+interface JobLog {
+  /** Next event seq to hand out (events start at 1). */
+  nextSeq: number;
+  /** Highest event seq whose batch has committed. */
+  committedSeq: number;
+  /** Highest agent batch number accepted (maybe not yet committed). */
+  acceptedBatch: number;
+  /** Highest agent batch number committed. */
+  committedBatch: number;
+  /** Commit promises of accepted but uncommitted agent batches, by batch number. */
+  pending: Map<number, Promise<void>>;
+  waiters: Set<() => void>;
+}
+
+/**
+ * A job's event log: agent batches and the coordinator's control messages
+ * in one sequence with contiguous numbers. Batches are stored as the agent
+ * sent them (no re-encoding on the hot path), keyed by their first seq.
+ *
+ * @example
+ * await log.appendControl(jobId, 'job assigned to worker 01J...');
+ * const page = log.read(jobId, 0, 1000);
+ */
+export class EventLog {
+  readonly #dbs: Databases;
+  readonly #jobs = new Map<string, JobLog>();
+
+  constructor(dbs: Databases) {
+    this.#dbs = dbs;
+  }
+
+  #state(job: JobId): JobLog {
+    let s = this.#jobs.get(job);
+    if (s) return s;
+    // Rebuild from the store: the last batch gives the next seq; the last agent batch number needs a short walk back past control batches.
+    let nextSeq = 1;
+    let batchNo = 0;
+    for (const { key, value } of this.#dbs.events.getRange({ start: [job, Number.MAX_SAFE_INTEGER], end: [job, 0], reverse: true })) {
+      const b = decodeTrusted(value) as StoredBatch;
+      if (nextSeq === 1) nextSeq = key[1] + b.recs.length;
+      if (b.batch > 0) {
+        batchNo = b.batch;
+        break;
+      }
+    }
+    s = { nextSeq, committedSeq: nextSeq - 1, acceptedBatch: batchNo, committedBatch: batchNo, pending: new Map(), waiters: new Set() };
+    this.#jobs.set(job, s);
+    return s;
+  }
+
+  /** The next agent batch number the coordinator expects after everything committed. */
+  nextBatch(job: JobId): number {
+    return this.#state(job).committedBatch + 1;
+  }
+
+  /** Highest committed event seq. */
+  lastSeq(job: JobId): number {
+    return this.#state(job).committedSeq;
+  }
+
+  /**
+   * Classifies an agent batch number: `new` (the next one), `duplicate`
+   * (already accepted; the promise resolves once it is committed) or `gap`.
+   */
+  classify(job: JobId, batch: number): { kind: 'new' } | { kind: 'duplicate'; committed: Promise<void> } | { kind: 'gap'; expected: number } {
+    const s = this.#state(job);
+    if (batch === s.acceptedBatch + 1) return { kind: 'new' };
+    if (batch <= s.committedBatch) return { kind: 'duplicate', committed: Promise.resolve() };
+    if (batch <= s.acceptedBatch) return { kind: 'duplicate', committed: s.pending.get(batch) ?? Promise.resolve() };
+    return { kind: 'gap', expected: s.acceptedBatch + 1 };
+  }
+
+  /**
+   * Stores an agent batch (its encoded body, `count` records). Resolves once
+   * committed, after which followers are woken. Call only after `classify` said `new`.
+   */
+  appendAgentBatch(job: JobId, batch: number, body: Uint8Array, count: number): Promise<void> {
+    const s = this.#state(job);
+    const first = s.nextSeq;
+    s.nextSeq += count;
+    s.acceptedBatch = batch;
+    const done = this.#dbs.events.put([job, first], Buffer.from(body.buffer, body.byteOffset, body.byteLength)).then(() => {
+      s.pending.delete(batch);
+      if (batch > s.committedBatch) s.committedBatch = batch;
+      this.#committed(s, first + count - 1);
+    });
+    s.pending.set(batch, done);
+    return done;
+  }
+
+  /** Appends coordinator text (a control message). Resolves with its seq once committed. */
+  async appendControl(job: JobId, text: string, now = Date.now()): Promise<number> {
+    const s = this.#state(job);
+    const seq = s.nextSeq++;
+    const rec: LogRecord = [now, REC.CONTROL, 0, text];
+    await this.#dbs.events.put([job, seq], encode({ type: 'batch', job, batch: 0, recs: [rec] }));
+    this.#committed(s, seq);
+    return seq;
+  }
+
+  #committed(s: JobLog, seq: number): void {
+    if (seq > s.committedSeq) s.committedSeq = seq;
+    for (const w of s.waiters) w();
+    s.waiters.clear();
+  }
+
+  /**
+   * Resolves when an event after `after` has committed, when `wake()` is
+   * called for the job (it ended), on timeout, or on abort.
+   */
+  wait(job: JobId, after: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const s = this.#state(job);
+    if (s.committedSeq > after || timeoutMs <= 0 || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        s.waiters.delete(done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      s.waiters.add(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Wakes a job's waiters (its state changed). */
+  wake(job: JobId): void {
+    const s = this.#jobs.get(job);
+    if (!s) return;
+    for (const w of s.waiters) w();
+    s.waiters.clear();
+  }
+
+  /** Drops a finished job's in-memory state once nothing waits on it. */
+  forget(job: JobId): void {
+    const s = this.#jobs.get(job);
+    if (s && s.waiters.size === 0 && s.pending.size === 0) this.#jobs.delete(job);
+  }
+
+  /** Raw records after `after`, up to about `limit`, with their seqs. */
+  *records(job: JobId, after: number): Generator<{ seq: number; rec: LogRecord }> {
+    // Start from the batch holding seq after+1: the last key at or before it.
+    let start = after + 1;
+    for (const { key } of this.#dbs.events.getRange({ start: [job, after + 1], end: [job, 0], reverse: true, limit: 1 })) start = key[1];
+    for (const { key, value } of this.#dbs.events.getRange({ start: [job, start], end: [job, Number.MAX_SAFE_INTEGER] })) {
+      const b = decodeTrusted(value) as StoredBatch;
+      for (let i = 0; i < b.recs.length; i++) {
+        const seq = key[1] + i;
+        if (seq > after) yield { seq, rec: b.recs[i]! };
+      }
+    }
+  }
+
+  /** A page of events in their JSON form. */
+  read(job: JobId, after: number, limit: number): EventJson[] {
+    const out: EventJson[] = [];
+    if (limit <= 0) return out;
+    for (const { seq, rec } of this.records(job, after)) {
+      out.push(toJson(seq, rec));
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+}
+
+/** One record as JSON. */
+export function toJson(seq: number, rec: LogRecord): EventJson {
+  const [time, k, task, data] = rec;
+  const kind = k & REC_KIND_MASK;
+  const e: EventJson = { seq, time, stream: STREAMS[kind] ?? 'worker', task };
+  if (data instanceof Uint8Array) {
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    e.text = buf.toString('utf8');
+    if (!isUtf8(buf)) e.base64 = buf.toString('base64');
+  } else if (typeof data === 'string') {
+    e.text = data;
+  } else {
+    e.event = data;
+  }
+  if (k & REC_PARTIAL) e.partial = true;
+  return e;
+}

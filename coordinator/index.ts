@@ -1,0 +1,134 @@
+/**
+ * The coordinator: store, scheduler, REST API, agent and factory endpoint,
+ * web page. `startCoordinator` is its front door.
+ *
+ * @example
+ * await using c = await startCoordinator({ ...DEFAULTS, port: 0, dataDir, log: console.log });
+ * console.log(c.url, c.publicKeyBase64);
+ */
+import type { FactoryId, WorkerId } from '../protocol/index.js';
+import { ed25519PrivateKey, generateSigningKeyPair, publicKeyOf } from '../protocol/index.js';
+import { renderStatusPage } from '../web/index.js';
+import { adminRoutes } from './api/admin.js';
+import { jobRoutes } from './api/jobs.js';
+import { publicRoutes } from './api/public.js';
+import type { CoordinatorConfig } from './config.js';
+import { connectRoute } from './connect-endpoint.js';
+import type { AgentLink, Core, FactoryLink, Identity } from './core.js';
+import type { Clock } from './deadlines.js';
+import { Deadlines, systemClock } from './deadlines.js';
+import { errorResponse } from './errors.js';
+import { EventLog } from './event-log.js';
+import { startServer } from './http/index.js';
+import type { RunningServer } from './http/types.js';
+import { Jobs } from './jobs.js';
+import { Router } from './router.js';
+import { Scheduler } from './scheduler.js';
+import { openStore } from './store/schema.js';
+import type { Databases } from './store/schema.js';
+import { Workers } from './workers.js';
+
+export { DEFAULTS, loadConfig, configFrom, ConfigError } from './config.js';
+export type { CoordinatorConfig } from './config.js';
+export { createUser, createFactory, ensureTarget } from './api/admin.js';
+
+/** A running coordinator. */
+export interface Coordinator extends AsyncDisposable {
+  /** The HTTP base URL, e.g. `http://127.0.0.1:7700`. */
+  readonly url: string;
+  /** The WebSocket URL agents and factories dial. */
+  readonly connectUrl: string;
+  readonly port: number;
+  /** The identity public key agents pin, base64. */
+  readonly publicKeyBase64: string;
+  /** Which HTTP server runs: `uws` or `node`. */
+  readonly serverKind: 'uws' | 'node';
+  readonly core: Core;
+  /** Drains and stops: closes connections (1001), flushes the store. */
+  close(): Promise<void>;
+}
+
+function loadIdentity(dbs: Databases): Identity {
+  let seed = dbs.meta.get('identitySeed') as Uint8Array | undefined;
+  if (!seed) {
+    seed = generateSigningKeyPair().seed;
+    dbs.meta.putSync('identitySeed', Buffer.from(seed));
+  }
+  seed = new Uint8Array(seed);
+  return { publicKey: publicKeyOf(seed), key: ed25519PrivateKey(seed) };
+}
+
+/**
+ * Opens the store, restores jobs, workers and deadlines, and starts serving.
+ */
+export async function startCoordinator(config: CoordinatorConfig, clock: Clock = systemClock): Promise<Coordinator> {
+  const dbs = openStore(config.dataDir);
+  const log = config.log;
+  let core!: Core;
+  const get = () => core;
+  const deadlines = new Deadlines(clock, (key, err) => log(`deadline ${key} failed: ${(err as Error).stack ?? String(err)}`));
+  core = {
+    dbs, config, clock, deadlines, identity: loadIdentity(dbs), events: new EventLog(dbs),
+    jobs: new Jobs(get), workers: new Workers(get), scheduler: new Scheduler(get),
+    agents: new Map<WorkerId, AgentLink>(), factories: new Map<FactoryId, FactoryLink>(), log,
+  };
+  const active = core.jobs.load();
+  core.workers.load();
+  core.scheduler.load(active);
+  // A job left running by a worker that no longer exists can never finish: fail it now.
+  for (const j of active) {
+    if (j.state === 'running' && (!j.worker || !core.workers.live.get(j.worker))) {
+      await core.jobs.finish(j.id, 'failed', `its worker ${j.worker ?? '(none)'} no longer exists after a coordinator restart`);
+    }
+  }
+
+  let server: RunningServer | undefined;
+  const router = new Router();
+  publicRoutes(core, router, () => server?.kind ?? 'starting');
+  jobRoutes(core, router);
+  adminRoutes(core, router);
+  router.add('GET', '/', () => ({
+    status: 200,
+    headers: { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" },
+    body: renderStatusPage(statusData(core)),
+  }));
+
+  server = await startServer({
+    host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, prefer: config.server, log,
+    ws: [connectRoute(core)],
+    handler: async (req, signal) => {
+      try {
+        return await router.handle(req, signal);
+      } catch (err) {
+        return errorResponse(err, log);
+      }
+    },
+  });
+  core.scheduler.poke();
+  const url = server.url;
+  const connectUrl = config.publicUrl ?? `${url.replace(/^http/, 'ws')}/api/v1/connect`;
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      await server!.close();
+      deadlines.close();
+      await dbs.env.flushed;
+      await dbs.env.close();
+    })());
+  return {
+    url, connectUrl, port: server.port, serverKind: server.kind, core,
+    publicKeyBase64: Buffer.from(core.identity.publicKey).toString('base64'),
+    close, [Symbol.asyncDispose]: close,
+  };
+}
+
+function statusData(core: Core) {
+  const byState: Record<string, number> = {};
+  for (const j of core.jobs.active.values()) byState[j.state] = (byState[j.state] ?? 0) + 1;
+  return {
+    hold: core.scheduler.hold,
+    activeJobs: byState,
+    workers: [...core.workers.live.values()].map((w) => ({ id: w.id, target: w.target, state: w.state, busy: w.job !== null, connected: core.agents.has(w.id as WorkerId) })),
+    factories: [...core.dbs.factories.getRange({})].map(({ value }) => ({ name: value.name, targets: value.targets, enabled: value.enabled, connected: core.factories.has(value.id as FactoryId), free: core.factories.get(value.id as FactoryId)?.free ?? 0 })),
+  };
+}
