@@ -30,7 +30,7 @@ import { Workers } from './workers.js';
 
 export { DEFAULTS, loadConfig, configFrom, ConfigError } from './config.js';
 export type { CoordinatorConfig } from './config.js';
-export { createUser, createFactory, ensureTarget } from './api/admin.js';
+export { createUser, createFactory, ensureTarget, issueToken } from './api/admin.js';
 
 /** A running coordinator. */
 export interface Coordinator extends AsyncDisposable {

@@ -34,6 +34,13 @@ export async function createUser(core: Core, name: string, privileges: string[])
   return { user, token };
 }
 
+/** Issues another token for an existing user or factory (the old ones keep working). */
+export async function issueToken(core: Core, kind: 'user' | 'factory', id: string): Promise<string> {
+  const token = newSecret(kind === 'user' ? 'bwu' : 'bwf');
+  await core.dbs.tokens.put(hashSecret(token), { v: 1, kind, id, createdAt: core.clock.now() });
+  return token;
+}
+
 /** Creates a factory record and its token. */
 export async function createFactory(core: Core, name: string, targets: string[]): Promise<{ factory: FactoryRecord; token: string }> {
   parseName(name, 'factory name');

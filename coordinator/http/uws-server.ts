@@ -340,7 +340,9 @@ export class UwsServer implements RunningServer {
     if (req.method === 'HEAD') {
       dispose(body);
       const n = isStream(body) ? -1 : typeof body === 'string' ? Buffer.byteLength(body) : body?.byteLength ?? 0;
-      res.cork(() => { head(); if (n < 0) res.endWithoutBody(); else res.endWithoutBody(n); });
+      // endWithoutBody(n) leaves uWS waiting for n body bytes (the keep-alive socket stalls), so
+      // the length goes in as a plain header.
+      res.cork(() => { head(); if (n >= 0) res.writeHeader('content-length', String(n)); res.endWithoutBody(); });
       return void this.#pending.delete(p);
     }
     if (isStream(body)) return this.#stream(p, head, body);
