@@ -79,6 +79,11 @@ export interface JobFile {
   readonly enable: boolean;
   /** The whole file text, frontmatter included. */
   readonly script: string;
+  /**
+   * Environment for the job's task: buildwire's one addition to buildomat's
+   * frontmatter (an `[env]` table of strings). buildomat files never have it.
+   */
+  readonly env: Readonly<Record<string, string>>;
 }
 
 /**
@@ -105,7 +110,7 @@ export class JobFileError extends Error {
 }
 
 const GLOBAL_KEYS = ['name', 'variety', 'enable', 'dependencies'];
-const BASIC_KEYS = ['output_rules', 'rust_toolchain', 'target', 'access_repos', 'publish', 'skip_clone'];
+const BASIC_KEYS = ['output_rules', 'rust_toolchain', 'target', 'access_repos', 'publish', 'skip_clone', 'env'];
 const PUBLISH_KEYS = ['from_output', 'series', 'name'];
 const ENABLE_MISSPELLINGS = ['enabled', 'disable', 'disabled'];
 
@@ -206,7 +211,7 @@ export function parseJobFile(text: string, fileName?: string): JobFile {
   const enable = doc.enable === undefined ? true : bool('enable', doc.enable);
   const dependencies = parseDependencies(doc.dependencies, fail);
 
-  const base = { ...(fileName === undefined ? {} : { fileName }), name, variety: 'basic' as const, dependencies, enable, script: text };
+  const base = { ...(fileName === undefined ? {} : { fileName }), name, variety: 'basic' as const, dependencies, enable, script: text, env: {} as Record<string, string> };
   if (!enable) {
     return { ...base, target: 'default', outputRules: [], skipClone: false, accessRepos: [], publish: [] };
   }
@@ -250,7 +255,20 @@ export function parseJobFile(text: string, fileName?: string): JobFile {
     skipClone: doc.skip_clone === undefined ? false : bool('skip_clone', doc.skip_clone),
     accessRepos,
     publish: parsePublish(doc.publish, fail),
+    env: parseEnv(doc.env, fail),
   };
+}
+
+function parseEnv(v: unknown, fail: (d: string, f?: string) => JobFileError): Record<string, string> {
+  if (v === undefined) return {};
+  if (!isTable(v)) throw fail(`env must be a table of strings, not ${describe(v)}`, 'env');
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw fail(`env key ${JSON.stringify(k)} must be a variable name ([A-Za-z_][A-Za-z0-9_]*)`, `env.${k}`);
+    if (typeof val !== 'string') throw fail(`env.${k} must be a string, not ${describe(val)}`, `env.${k}`);
+    out[k] = val;
+  }
+  return out;
 }
 
 function parseDependencies(v: unknown, fail: (d: string, f?: string) => JobFileError): Record<string, JobDependency> {

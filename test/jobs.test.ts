@@ -94,15 +94,15 @@ describe('job lifecycle on the local factory', () => {
     assert.equal(ev.filter((e) => e.stream === 'stdout').length, 0);
   });
 
-  test('a buildomat job file runs with its frontmatter name and the BUILDOMAT_* variables', async () => {
-    const jobFile = '#!/bin/bash\n#:\n#: name = "from-file"\n#: variety = "basic"\n#: target = "local"\n#: output_rules = ["/work/out/*"]\n#:\nset -o errexit\necho "bmat=$BUILDOMAT_JOB_ID"\n';
+  test('a buildomat job file runs with its frontmatter name, env and the BUILDOMAT_* variables', async () => {
+    const jobFile = '#!/bin/bash\n#:\n#: name = "from-file"\n#: variety = "basic"\n#: target = "local"\n#: output_rules = ["/work/out/*"]\n#:\n#: [env]\n#: GREETING = "hi"\n#:\nset -o errexit\necho "bmat=$BUILDOMAT_JOB_ID $GREETING"\n';
     const r = await rig.admin.call('POST', '/api/v1/jobs', { jobFile, jobFileName: 'build.sh' });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     assert.equal(r.body.name, 'from-file');
     assert.deepEqual(r.body.outputRules, ['/work/out/*']);
     assert.equal((await waitJob(rig.admin, r.body.id)).state, 'completed');
     const out = (await allEvents(rig.admin, r.body.id)).filter((e) => e.stream === 'stdout').map((e) => e.text);
-    assert.deepEqual(out, [`bmat=${r.body.id}`]);
+    assert.deepEqual(out, [`bmat=${r.body.id} hi`]);
   });
 
   test('store values reach the job (secrets included) while users see secrets hidden', async () => {

@@ -100,7 +100,7 @@ export function jobRoutes(core: Core, r: Router): void {
       name ??= jf.name;
       target ??= jf.target;
       outputRules = jf.outputRules.map((o) => o.rule);
-      tasks = [{ name: 'default', script: jobFile, env: { ...((jf as { env?: Record<string, string> }).env ?? {}), ...env }, envClear: false }];
+      tasks = [{ name: 'default', script: jobFile, env: { ...jf.env, ...env }, envClear: false }];
       buildomat = true;
     } else {
       tasks = parseTasks(body);
