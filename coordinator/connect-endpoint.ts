@@ -13,7 +13,8 @@ type Stage = 'hello' | 'auth' | 'authenticating' | 'open' | 'closed';
 interface Peer {
   id: number;
   stage: Stage;
-  hs: ServerHandshake;
+  /** The handshake, dropped once the session is open (10,000 idle agents should not keep it). */
+  hs: ServerHandshake | null;
   channel: SealedChannel | null;
   role: Role;
   agent: AgentLink | null;
@@ -60,10 +61,10 @@ export function connectRoute(core: Core): WsRoute<Peer> {
       const worker = auth.worker as WorkerId;
       if (auth.method === 'bootstrap') {
         // Check the signature before burning: a forged attempt must not use up a real credential.
-        p.hs.verifyClient(auth, auth.key);
+        p.hs!.verifyClient(auth, auth.key);
         await core.workers.bootstrap(worker, auth.credential, auth.key);
       } else {
-        p.hs.verifyClient(auth, core.workers.keyOf(worker));
+        p.hs!.verifyClient(auth, core.workers.keyOf(worker));
       }
       if (p.stage === 'closed') return;
       const link: AgentLink = {
@@ -73,6 +74,7 @@ export function connectRoute(core: Core): WsRoute<Peer> {
       };
       p.agent = link;
       p.stage = 'open';
+      p.hs = null;
       core.deadlines.cancel(`hs:${p.id}`);
       core.workers.connected(link);
       return;
@@ -92,6 +94,7 @@ export function connectRoute(core: Core): WsRoute<Peer> {
     core.factories.set(f.id, link);
     p.factory = link;
     p.stage = 'open';
+    p.hs = null;
     core.deadlines.cancel(`hs:${p.id}`);
     core.dbs.factories.put(f.id, { ...f, lastContactAt: core.clock.now() });
     link.send({ type: 'factory_welcome', factory: f.id, name: f.name, targets: f.targets, leaseMs: core.config.leaseMs });
@@ -214,14 +217,14 @@ export function connectRoute(core: Core): WsRoute<Peer> {
       try {
         switch (p.stage) {
           case 'hello':
-            c.send(p.hs.onHello(data));
-            p.role = p.hs.role;
+            c.send(p.hs!.onHello(data));
+            p.role = p.hs!.role;
             p.stage = 'auth';
             return;
           case 'auth': {
-            const auth = p.hs.onAuth(data);
+            const auth = p.hs!.onAuth(data);
             p.stage = 'authenticating';
-            p.channel = p.hs.channel;
+            p.channel = p.hs!.channel;
             authenticate(c, auth).catch((err) => {
               if (err instanceof ProtocolError) refuse(c, err);
               else {
