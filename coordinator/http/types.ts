@@ -83,7 +83,10 @@ export interface WsConnection<T> {
 export interface WsRoute<T> {
   /** Exact request path (no query, no wildcards), e.g. `/agent`. */
   path: string;
-  /** Largest accepted message; bigger ones close the connection with 1009. */
+  /**
+   * Largest accepted message; bigger ones close the connection with 1009. (uWS
+   * only: beyond twice this, at least +64 KiB, uWS cuts the socket itself: 1006.)
+   */
   maxPayloadBytes: number;
   /** Connections without traffic for this long are closed with 1001; 0 disables. */
   idleTimeoutSeconds: number;

@@ -65,6 +65,8 @@ interface Pending {
   readonly res: U.HttpResponse;
   readonly ac: AbortController;
   aborted: boolean;
+  /** The body was refused (413); further body data is ignored. */
+  refused: boolean;
   /** Wakes a writer waiting for `onWritable` (also called on abort). */
   wake: (() => void) | null;
 }
@@ -288,7 +290,7 @@ export class UwsServer implements RunningServer {
         : errorJson('NOT_FOUND', 'no WebSocket route at this path')));
       return;
     }
-    const p: Pending = { res, ac: new AbortController(), aborted: false, wake: null };
+    const p: Pending = { res, ac: new AbortController(), aborted: false, refused: false, wake: null };
     this.#pending.add(p);
     res.onAborted(() => {
       p.aborted = true;
@@ -302,7 +304,7 @@ export class UwsServer implements RunningServer {
     const chunks: Buffer[] = [];
     let size = 0;
     res.onData((ab, isLast) => {
-      if (p.aborted || !this.#pending.has(p)) return;
+      if (p.aborted || p.refused) return;
       size += ab.byteLength;
       if (size > max) return this.#tooLarge(p);
       if (ab.byteLength > 0) chunks.push(Buffer.from(new Uint8Array(ab))); // copy: `ab` is neutered on return
@@ -312,10 +314,20 @@ export class UwsServer implements RunningServer {
     });
   }
 
-  /** Answers 413 and closes the connection so the rest of the body is not read. */
+  /**
+   * Stops reading the body, then answers 413 and closes the connection. The
+   * answer waits one turn of the event loop: with reading paused the client's
+   * writes stall, so it reads the 413 instead of failing a write with EPIPE
+   * (node's http client does when the socket closes under an active upload).
+   */
   #tooLarge(p: Pending): void {
-    this.#pending.delete(p);
-    p.res.cork(() => simple(p.res, 413, tooLargeJson(this.#opts.maxBodyBytes), true));
+    p.refused = true;
+    p.res.pause();
+    setTimeout(() => {
+      if (p.aborted) return;
+      this.#pending.delete(p);
+      p.res.cork(() => simple(p.res, 413, tooLargeJson(this.#opts.maxBodyBytes), true));
+    }, 0);
   }
 
   async #run(p: Pending, req: HttpRequest): Promise<void> {
