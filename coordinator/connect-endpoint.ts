@@ -67,6 +67,10 @@ export function connectRoute(core: Core): WsRoute<Peer> {
         p.hs!.verifyClient(auth, core.workers.keyOf(worker));
       }
       if (p.stage === 'closed') return;
+      // The worker may have been recycled while its bootstrap was being written.
+      const now = core.workers.live.get(worker);
+      if (!now) throw new ProtocolError('WORKER_UNKNOWN', `worker ${worker} was destroyed while it connected`);
+      if (now.state !== 'ready') throw new ProtocolError('WORKER_RECYCLED', `worker ${worker} is ${now.state}: ${now.recycleReason ?? ''}`);
       const link: AgentLink = {
         worker,
         send: (msg) => sealedSend(c, msg),

@@ -1,3 +1,5 @@
+import { InvalidIdError } from '../protocol/index.js';
+
 /**
  * HTTP errors. Handlers throw these; `errorResponse` (the one place errors
  * become responses) turns them into `{code, message}` bodies. Anything else
@@ -56,8 +58,8 @@ export function errorResponse(err: unknown, log: (line: string) => void): { stat
   if (err instanceof HttpError) {
     return { status: err.status, headers, body: JSON.stringify({ code: err.code, message: err.message }) };
   }
-  // Our own parsers throw TypeError for malformed ids and names from clients.
-  if (err instanceof TypeError && /^(job|worker|factory|user) id |^(target|name|user)\b/.test(err.message)) {
+  // The protocol's id and name parsers say exactly what is wrong with a client's value.
+  if (err instanceof InvalidIdError) {
     return { status: 400, headers, body: JSON.stringify({ code: 'BAD_REQUEST', message: err.message }) };
   }
   log(`http: internal error: ${(err as Error)?.stack ?? String(err)}`);

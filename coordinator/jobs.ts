@@ -70,13 +70,15 @@ export class Jobs {
     };
   }
 
-  /** Writes a new job and its indexes. Call inside a transaction, or alone. */
-  insert(job: JobRecord): void {
+  /** Writes a new job and its indexes; resolves once they are committed (only then is a submission accepted). */
+  async insert(job: JobRecord): Promise<void> {
     const { dbs } = this.#core();
     this.active.set(job.id, job);
-    dbs.jobs.put(job.id, job);
-    dbs.jobsByOwner.put([job.owner, job.id], 1);
-    dbs.activeJobs.put(job.id, 1);
+    await dbs.env.transaction(() => {
+      dbs.jobs.put(job.id, job);
+      dbs.jobsByOwner.put([job.owner, job.id], 1);
+      dbs.activeJobs.put(job.id, 1);
+    });
   }
 
   /**

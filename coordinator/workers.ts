@@ -117,7 +117,8 @@ export class Workers {
       credentialHash: null, agentKey: new Uint8Array(agentKey), bootstrappedAt: core.clock.now(), leaseExpiresAt: null,
     });
     core.deadlines.cancel(`lease:${id}`);
-    await core.dbs.workers.put(id, next);
+    // Wait for the write above; writing `next` again here could undo a recycle that lands meanwhile.
+    await core.dbs.workers.committed;
     return next;
   }
 
@@ -133,6 +134,10 @@ export class Workers {
   /** An authenticated agent connected: replace any older link, resume its job or offer it work. */
   connected(link: AgentLink): void {
     const core = this.#core();
+    if (!this.live.has(link.worker)) {
+      link.close(new ProtocolError('WORKER_UNKNOWN', `worker ${link.worker} does not exist or was destroyed`));
+      return;
+    }
     const old = core.agents.get(link.worker);
     if (old && old !== link) old.close(new ProtocolError('SUPERSEDED', `a newer connection for worker ${link.worker} replaced this one`));
     core.agents.set(link.worker, link);
@@ -206,6 +211,8 @@ export class Workers {
     const next = this.#move(w, w.factory ? 'recycling' : 'destroyed', { recycleReason: reason, credentialHash: null });
     core.deadlines.cancel(`lease:${w.id}`);
     if (next.factory) core.factories.get(next.factory)?.send({ type: 'destroy', worker: w.id, instance: w.instance });
+    // No factory will report a persistent worker destroyed: end its connection now.
+    else link?.close(new ProtocolError('WORKER_RECYCLED', `worker ${w.id} was recycled: ${reason}`));
     core.scheduler.poke();
   }
 

@@ -18,6 +18,18 @@ const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const ULID_RE = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
+/**
+ * A malformed id or name from outside (a URL, a request body, a frame).
+ * A TypeError, so code that misuses ids fails the same way; the HTTP layer
+ * turns it into a 400 naming the value.
+ *
+ * @example
+ * try { parseJobId(s); } catch (e) { if (e instanceof InvalidIdError) ... }
+ */
+export class InvalidIdError extends TypeError {
+  override readonly name = 'InvalidIdError';
+}
+
 let lastTime = -1;
 let lastRandom: number[] = [];
 
@@ -59,7 +71,7 @@ export function isUlid(s: unknown): s is string {
 
 function ulidParser<T>(what: string) {
   return (s: unknown): T => {
-    if (!isUlid(s)) throw new TypeError(`${what} ${JSON.stringify(s)} is not a 26-character ULID`);
+    if (!isUlid(s)) throw new InvalidIdError(`${what} ${JSON.stringify(s)} is not a 26-character ULID`);
     return s as T;
   };
 }
@@ -87,7 +99,7 @@ export const parseUserId = ulidParser<UserId>('user id');
  */
 export function parseName(s: unknown, what = 'name'): string {
   if (typeof s !== 'string' || !NAME_RE.test(s)) {
-    throw new TypeError(`${what} ${JSON.stringify(s)} must be 1 to 64 of [a-z0-9._-], starting with a letter or digit`);
+    throw new InvalidIdError(`${what} ${JSON.stringify(s)} must be 1 to 64 of [a-z0-9._-], starting with a letter or digit`);
   }
   return s;
 }

@@ -78,7 +78,7 @@ function resolveTarget(core: Core, me: Principal, name: string): string {
 
 /** Routes for jobs, their events, and their stores. */
 export function jobRoutes(core: Core, r: Router): void {
-  r.add('POST', '/api/v1/jobs', ({ req }) => {
+  r.add('POST', '/api/v1/jobs', async ({ req }) => {
     const me = authenticate(core, req);
     const body = readJson(req);
     let name = optStr(body, 'name', 128);
@@ -125,7 +125,7 @@ export function jobRoutes(core: Core, r: Router): void {
       name, owner: me.user.id, target, runTarget, tasks, outputRules, tags, buildomat,
       maxRuntimeMs: maxS !== undefined ? maxS * 1000 : core.config.maxRuntimeMs,
     });
-    core.jobs.insert(job);
+    await core.jobs.insert(job);
     core.scheduler.enqueue(job);
     return json(201, jobJson(core, job));
   });
