@@ -10,21 +10,12 @@
  */
 import type { Writable } from 'node:stream';
 import { backoffDelay } from '../protocol/backoff.js';
+import type { EventJson } from '../protocol/api.js';
 import type { ApiClient } from './client.js';
 import { ApiError, ConnectionError } from './errors.js';
 import { write } from './format.js';
 
-/** One event as the coordinator serves it (see coordinator/event-log.ts `EventJson`). */
-export interface EventJson {
-  seq: number;
-  time: number;
-  stream: 'stdout' | 'stderr' | 'task' | 'job' | 'console' | 'worker' | 'control';
-  task: number;
-  text?: string;
-  base64?: string;
-  partial?: true;
-  event?: unknown;
-}
+export type { EventJson };
 
 /** A page of `GET /api/v1/jobs/:id/events`. */
 export interface EventsPage {

@@ -6,6 +6,8 @@ import type { Coordinator } from '../coordinator/index.js';
 import { ConfigError, DEFAULTS, createFactory, createUser, ensureTarget, issueToken, startCoordinator } from '../coordinator/index.js';
 import { startLocalFactory } from '../factory/local/index.js';
 import type { LocalFactory } from '../factory/local/index.js';
+import { ApiClient } from './client.js';
+import { tailJob } from './tail.js';
 
 /** `buildwire up --help`. */
 export const UP_HELP = `usage: buildwire up [--port N] [--host ADDR] [--data DIR] [--slots N] [--no-sample] [--once] [--server uws|node]
@@ -72,29 +74,6 @@ async function provision(c: Coordinator, dir: string): Promise<{ adminToken: str
     writeSecret(factoryTokenPath, factoryToken);
   }
   return { adminToken, factoryToken, adminTokenPath };
-}
-
-/** Follows a job's events over the REST API, printing lines as they come; resolves with its final state. */
-async function follow(url: string, token: string, job: string): Promise<string> {
-  let after = 0;
-  for (;;) {
-    const r = await fetch(`${url}/api/v1/jobs/${job}/events?after=${after}&wait=25`, { headers: { authorization: `Bearer ${token}` } });
-    if (!r.ok) throw new Error(`following job ${job}: HTTP ${r.status} ${await r.text()}`);
-    const page = (await r.json()) as { events: { seq: number; stream: string; text?: string; base64?: string; partial?: boolean; event?: Record<string, unknown> }[]; next: number; done: boolean; state: string };
-    for (const e of page.events) {
-      if (e.stream === 'stdout' || e.stream === 'stderr') {
-        const bytes = e.base64 !== undefined ? Buffer.from(e.base64, 'base64') : Buffer.from(e.text ?? '');
-        (e.stream === 'stdout' ? process.stdout : process.stderr).write(Buffer.concat([bytes, Buffer.from(e.partial ? '' : '\n')]));
-      } else if (e.stream === 'task') {
-        const ev = e.event as { event: string; name?: string; code?: number | null; signal?: string | null };
-        process.stderr.write(ev.event === 'start' ? `| task ${ev.name} started\n` : `| task exited ${ev.signal ?? ev.code}\n`);
-      } else if (e.stream !== 'job') {
-        process.stderr.write(`| ${e.text ?? ''}\n`);
-      }
-    }
-    after = page.next;
-    if (page.done) return page.state;
-  }
 }
 
 /**
@@ -174,9 +153,8 @@ try: buildwire job run --name hello --target local --script 'echo hi' --tail
     });
     const job = (await r.json()) as { id: string };
     process.stdout.write(`\nsample job ${job.id}:\n`);
-    const state = await follow(c.url, adminToken, job.id);
-    process.stdout.write(`sample job ${state}\n`);
-    code = state === 'completed' ? 0 : 1;
+    code = await tailJob(new ApiClient({ url: c.url, token: adminToken, urlSource: 'buildwire up' }), job.id, { timestamps: false, json: false });
+    process.stdout.write(`sample job ${code === 0 ? 'completed' : 'did not complete'}\n`);
   }
   if (args.once) {
     await stop();

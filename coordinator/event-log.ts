@@ -1,23 +1,9 @@
 import { isUtf8 } from 'node:buffer';
-import type { JobId, LogRecord } from '../protocol/index.js';
+import type { EventJson, JobId, LogRecord } from '../protocol/index.js';
 import { REC, REC_KIND_MASK, REC_PARTIAL, decodeTrusted, encode } from '../protocol/index.js';
 import type { Databases } from './store/schema.js';
 
-/** The public, JSON form of one event. See docs/api.md "Events". */
-export interface EventJson {
-  seq: number;
-  time: number;
-  stream: 'stdout' | 'stderr' | 'task' | 'job' | 'console' | 'worker' | 'control';
-  task: number;
-  /** The line as UTF-8 (invalid sequences replaced with U+FFFD). */
-  text?: string;
-  /** The exact bytes, present only when they are not valid UTF-8. */
-  base64?: string;
-  /** The line was not ended by a newline (a longer line continues, or output ended). */
-  partial?: true;
-  /** For `task` and `job` events. */
-  event?: unknown;
-}
+export type { EventJson };
 
 const STREAMS = ['stdout', 'stderr', 'task', 'job', 'console', 'worker', 'control'] as const;
 

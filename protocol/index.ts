@@ -18,3 +18,4 @@ export * from './jobfile.js';
 export * from './output-rules.js';
 export * from './backoff.js';
 export * from './client.js';
+export * from './api.js';
