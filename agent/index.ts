@@ -75,6 +75,7 @@ export function runAgent(o: AgentOptions): Agent {
   });
 
   let current: { id: string; outbox: Outbox; runner: Runner | null } | null = null;
+  let next: { a: JobAssignment; nextBatch: number } | null = null;
   let finish!: (code: number) => void;
   const done = new Promise<number>((r) => (finish = r));
   let stopped = false;
@@ -133,6 +134,9 @@ export function runAgent(o: AgentOptions): Agent {
     st.startedJob = null;
     writeState(o.stateDir, st);
     log(`job ${id} done`);
+    const queued = next;
+    next = null;
+    if (queued && !stopped) startJob(queued.a, queued.nextBatch);
   }
 
   function onAssign(msg: Assign, nextBatch: number): void {
@@ -142,9 +146,11 @@ export function runAgent(o: AgentOptions): Agent {
       log(`ignoring an assignment for worker ${a.worker}`);
       return;
     }
-    if (current?.id === a.id) return;
+    if (current?.id === a.id || next?.a.id === a.id) return;
     if (current) {
-      log(`ignoring job ${a.id}: still running ${current.id}`);
+      // The coordinator hands a persistent worker its next job as soon as the last one's end
+      // is stored, which can be before this agent has closed its books on it: start it then.
+      next = { a, nextBatch };
       return;
     }
     startJob(a, nextBatch);

@@ -196,6 +196,29 @@ describe('persistent agents', () => {
   });
 });
 
+describe('persistent agents under a queue', () => {
+  test('a persistent agent given its next job before it has closed the last one runs every queued job', async () => {
+    await using rig = await startRig({ factory: false });
+    await rig.c.core.dbs.targets.put('box', { v: 1, name: 'box', description: '', redirect: null, privilege: null, createdAt: Date.now() });
+    const w = await rig.admin.call('POST', '/api/v1/workers', { target: 'box' });
+    const d = tempDir();
+    const child = spawn(process.execPath, [join(DIST, 'agent', 'main.js'), 'run'], {
+      stdio: 'ignore',
+      env: {
+        PATH: process.env.PATH!, BUILDWIRE_URL: rig.c.url, BUILDWIRE_COORDINATOR_KEY: w.body.coordinatorKey, BUILDWIRE_WORKER_ID: w.body.id,
+        BUILDWIRE_BOOTSTRAP: w.body.credential, BUILDWIRE_AGENT_STATE: join(d.path, 'state'), BUILDWIRE_WORK_ROOT: join(d.path, 'work'),
+      },
+    });
+    try {
+      const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => submit(rig.admin, `echo ${i}`, { target: 'box' })));
+      for (const id of ids) assert.equal((await waitJob(rig.admin, id, 60_000)).state, 'completed');
+    } finally {
+      child.kill('SIGKILL');
+      d.remove();
+    }
+  });
+});
+
 describe('fallback server', () => {
   test('with the ws + node:http server a job runs end to end', async () => {
     await using rig = await startRig({ config: { server: 'node' } });
