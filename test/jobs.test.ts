@@ -210,7 +210,7 @@ describe('persistent agents under a queue', () => {
       },
     });
     try {
-      const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => submit(rig.admin, `echo ${i}`, { target: 'box' })));
+      const ids = await Promise.all(Array.from({ length: 300 }, (_, i) => submit(rig.admin, `echo ${i}`, { target: 'box' })));
       for (const id of ids) assert.equal((await waitJob(rig.admin, id, 60_000)).state, 'completed');
     } finally {
       child.kill('SIGKILL');
