@@ -18,6 +18,8 @@ const MOVES: Record<WorkerState, readonly WorkerState[]> = {
 export class Workers {
   readonly #core: () => Core;
   readonly live = new Map<WorkerId, WorkerRecord>();
+  /** When connected agents were last heard from (connect time; written to the store on disconnect). */
+  readonly lastSeen = new Map<WorkerId, number>();
 
   constructor(core: () => Core) {
     this.#core = core;
@@ -142,8 +144,9 @@ export class Workers {
     if (old && old !== link) old.close(new ProtocolError('SUPERSEDED', `a newer connection for worker ${link.worker} replaced this one`));
     core.agents.set(link.worker, link);
     core.deadlines.cancel(`lost:${link.worker}`);
-    let w = this.live.get(link.worker)!;
-    w = this.patch(w, { lastSeenAt: core.clock.now() });
+    // Kept in memory, written on disconnect: a reconnect storm should not cost a store write per agent.
+    this.lastSeen.set(link.worker, core.clock.now());
+    const w = this.live.get(link.worker)!;
     link.send({
       type: 'welcome', worker: w.id, heartbeatMs: core.config.heartbeatMs,
       job: w.job ? { id: w.job, nextBatch: core.events.nextBatch(w.job) } : null,
@@ -161,6 +164,7 @@ export class Workers {
     const core = this.#core();
     if (core.agents.get(link.worker) !== link) return;
     core.agents.delete(link.worker);
+    this.lastSeen.delete(link.worker);
     core.scheduler.workerBusy(link.worker);
     const w = this.live.get(link.worker);
     if (!w) return;

@@ -415,6 +415,21 @@ describe('the handshake in memory', () => {
     talk(client, server);
   });
 
+  test('a native-crypto client (node:crypto) produces a handshake the server accepts exactly like a tweetnacl one', () => {
+    const kp = generateSigningKeyPair();
+    for (const method of ['bootstrap', 'key'] as const) {
+      const auth: ClientAuth = method === 'bootstrap'
+        ? { method, worker: ULID, credential: 'bwb_x', seed: kp.seed, publicKey: kp.publicKey }
+        : { method, worker: ULID, seed: kp.seed };
+      const client = new ClientHandshake({ role: 'agent', coordinatorKey: id.publicKey, auth, native: true });
+      const server = new ServerHandshake(identity);
+      const received = server.onAuth(client.answer(server.onHello(client.hello())));
+      assert.ok(received.method === method);
+      server.verifyClient(received as typeof received & { worker: string; sig: Uint8Array }, kp.publicKey);
+      talk(client, server);
+    }
+  });
+
   test('token: a factory hands over its token and the channel works both ways', () => {
     const { client, server, received } = handshake({ method: 'token', token: 'bwf_tok' });
     assert.deepEqual(received, { type: 'auth', method: 'token', token: 'bwf_tok' });

@@ -90,7 +90,7 @@ function workerJson(core: Core, w: WorkerRecord): Record<string, unknown> {
   return {
     id: w.id, target: w.target, factory: w.factory, persistent: w.persistent, state: w.state, job: w.job, instance: w.instance,
     hold: w.hold, connected: core.agents.has(w.id as WorkerId), createdAt: w.createdAt, bootstrappedAt: w.bootstrappedAt,
-    lastSeenAt: w.lastSeenAt, recycleReason: w.recycleReason, jobsRun: w.jobsRun, leaseExpiresAt: w.leaseExpiresAt,
+    lastSeenAt: core.workers.lastSeen.get(w.id) ?? w.lastSeenAt, recycleReason: w.recycleReason, jobsRun: w.jobsRun, leaseExpiresAt: w.leaseExpiresAt,
   };
 }
 
