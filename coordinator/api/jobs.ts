@@ -125,8 +125,11 @@ export function jobRoutes(core: Core, r: Router): void {
       name, owner: me.user.id, target, runTarget, tasks, outputRules, tags, buildomat,
       maxRuntimeMs: maxS !== undefined ? maxS * 1000 : core.config.maxRuntimeMs,
     });
-    await core.jobs.insert(job);
+    // Scheduling may start before the insert commits: the store applies writes in order, so an
+    // assignment can never commit before its job, and the agent hears of it only after that.
+    const committed = core.jobs.insert(job);
     core.scheduler.enqueue(job);
+    await committed;
     return json(201, jobJson(core, job));
   });
 
