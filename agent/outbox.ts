@@ -37,6 +37,9 @@ export class Outbox {
   #bytes = 0;
   #unacked: Sent[] = [];
   #unackedBytes = 0;
+  /** How many of the unacknowledged batches (from the front) went out on this session, and their bytes. */
+  #sent = 0;
+  #sentBytes = 0;
   #flushScheduled = false;
   #paused = false;
   #ackWaiters: { batch: number; resolve: () => void }[] = [];
@@ -77,7 +80,7 @@ export class Outbox {
     }
   }
 
-  /** Sends the gathered records as one batch now. */
+  /** Closes the gathered records into one batch and sends it if the window allows. */
   flush(): void {
     if (this.#recs.length === 0) return;
     const batch = this.#next++;
@@ -86,16 +89,39 @@ export class Outbox {
     this.#unackedBytes += body.length;
     this.#recs = [];
     this.#bytes = 0;
-    this.#sink.sendEncoded(body);
+    this.#pump();
     if (!this.#paused && this.#unackedBytes >= this.#maxUnacked) {
       this.#paused = true;
       this.#onPause();
     }
   }
 
+  /**
+   * Sends queued batches while the bytes in flight stay within the window (at
+   * least one batch is always allowed), so the coordinator never sees more
+   * than `maxUnackedBytes` unacknowledged from us.
+   */
+  #pump(): void {
+    while (this.#sent < this.#unacked.length) {
+      const next = this.#unacked[this.#sent]!;
+      if (this.#sent > 0 && this.#sentBytes + next.body.length > this.#maxUnacked) return;
+      if (!this.#sink.sendEncoded(next.body)) return;
+      this.#sent++;
+      this.#sentBytes += next.body.length;
+    }
+  }
+
   /** The coordinator stored everything up to `batch`. */
   ack(batch: number): void {
-    while (this.#unacked.length > 0 && this.#unacked[0]!.batch <= batch) this.#unackedBytes -= this.#unacked.shift()!.body.length;
+    while (this.#unacked.length > 0 && this.#unacked[0]!.batch <= batch) {
+      const done = this.#unacked.shift()!;
+      this.#unackedBytes -= done.body.length;
+      if (this.#sent > 0) {
+        this.#sent--;
+        this.#sentBytes -= done.body.length;
+      }
+    }
+    this.#pump();
     if (this.#paused && this.#unackedBytes < this.#maxUnacked / 2) {
       this.#paused = false;
       this.#onResume();
@@ -109,10 +135,12 @@ export class Outbox {
 
   /** After a reconnect: forget what the coordinator already has, resend the rest in order. */
   resume(nextBatch: number): void {
+    // A new session: nothing is in flight on it yet, so everything unacknowledged goes out again, in order.
+    this.#sent = 0;
+    this.#sentBytes = 0;
     this.ack(nextBatch - 1);
     // A fresh agent (restarted mid-job) numbers on from what the coordinator expects.
     if (this.#unacked.length === 0 && this.#recs.length === 0 && this.#next < nextBatch) this.#next = nextBatch;
-    for (const s of this.#unacked) if (!this.#sink.sendEncoded(s.body)) break;
   }
 
   /** Resolves when everything pushed so far has been acknowledged. */
