@@ -180,8 +180,10 @@ export class Workers {
       if (!cur?.job || core.agents.has(w.id)) return;
       const job = cur.job;
       void core.jobs.workerLost(job, w.id, `worker ${w.id} lost: ${why} within ${graceS} s`).then(() => {
+        // An ephemeral machine that went silent is not trusted with another job; a persistent
+        // box keeps its registration and takes the next job when its agent is back.
         const again = this.live.get(w.id);
-        if (again && again.state !== 'recycling') this.recycle(again, `worker lost during job ${job}`);
+        if (again && again.state !== 'recycling' && !again.persistent) this.recycle(again, `worker lost during job ${job}`);
       });
     });
   }
