@@ -1,21 +1,11 @@
-import type { JobId, TaskSpec, UserId, WorkerId } from '../protocol/index.js';
+import type { JobId, WorkerId } from '../protocol/index.js';
 import { newId } from '../protocol/index.js';
 import type { Core } from './core.js';
 import type { JobRecord, JobState } from './store/records.js';
 import { TERMINAL_JOB_STATES } from './store/records.js';
 
-/** What a submission carries once validated. */
-export interface NewJob {
-  name: string;
-  owner: UserId;
-  target: string;
-  runTarget: string;
-  tasks: TaskSpec[];
-  outputRules: string[];
-  tags: Record<string, string>;
-  buildomat: boolean;
-  maxRuntimeMs: number;
-}
+/** What a submission carries once validated: the job record's own fields. */
+export type NewJob = Pick<JobRecord, 'name' | 'owner' | 'target' | 'runTarget' | 'tasks' | 'outputRules' | 'tags' | 'buildomat' | 'maxRuntimeMs'>;
 
 /** Allowed moves between job states; anything else is a bug. */
 const MOVES: Record<JobState, readonly JobState[]> = {
