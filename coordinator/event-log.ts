@@ -5,6 +5,9 @@ import type { Databases } from './store/schema.js';
 
 export type { EventJson };
 
+/** Line bytes per events page (a page always holds at least one event). */
+export const PAGE_BYTES = 8 * 1024 * 1024;
+
 const STREAMS = ['stdout', 'stderr', 'task', 'job', 'console', 'worker', 'control'] as const;
 
 interface StoredBatch {
@@ -167,11 +170,20 @@ export class EventLog {
     }
   }
 
-  /** A page of events in their JSON form. */
-  read(job: JobId, after: number, limit: number): EventJson[] {
+  /**
+   * A page of events in their JSON form: at most `limit` events and, past
+   * the first, about `maxBytes` of line data, so a log of huge lines cannot
+   * make one answer (and the coordinator's memory) unbounded.
+   */
+  read(job: JobId, after: number, limit: number, maxBytes = PAGE_BYTES): EventJson[] {
     const out: EventJson[] = [];
     if (limit <= 0) return out;
+    let bytes = 0;
     for (const { seq, rec } of this.records(job, after)) {
+      const data = rec[3];
+      const size = data instanceof Uint8Array ? data.length : 64;
+      if (out.length > 0 && bytes + size > maxBytes) break;
+      bytes += size;
       out.push(toJson(seq, rec));
       if (out.length >= limit) break;
     }

@@ -60,6 +60,18 @@ describe('log durability', () => {
     assert.ok(rawBytes.includes(expected.subarray(0, 4096)));
   });
 
+  test('an events page holds at most about 8 MiB of lines, and paging by next returns every line once', async () => {
+    const id = await submit(rig.admin, 'for i in $(seq 1 20); do head -c 1048576 /dev/zero | tr "\\0" x; echo; done');
+    assert.equal((await waitJob(rig.admin, id)).state, 'completed');
+    const first = await rig.admin.call('GET', `/api/v1/jobs/${id}/events?after=0&limit=100000`);
+    const bigLines = first.body.events.filter((e: { stream: string }) => e.stream === 'stdout').length;
+    assert.ok(bigLines >= 1 && bigLines <= 8, `first page carried ${bigLines} MiB lines`);
+    assert.equal(first.body.done, false);
+    const lines = (await allEvents(rig.admin, id)).filter((e) => e.stream === 'stdout');
+    assert.equal(lines.length, 20);
+    assert.ok(lines.every((e) => e.text.length === 1 << 20));
+  });
+
   test('a dropped agent connection mid-job loses and repeats no line', async () => {
     const n = 30_000;
     const id = await submit(rig.admin, `for i in $(seq 1 ${n}); do echo "line $i"; if (( i % 3000 == 0 )); then sleep 0.2; fi; done`);
