@@ -104,6 +104,14 @@ const SHAPES: Record<MessageType, Check> = {
   destroy: shape({ worker: ULID, instance: nullable(str(256)) }),
   destroyed: shape({ worker: ULID }),
   inventory: shape({ instances: array(shape({ worker: ULID, instance: str(256) }), 100_000) }),
+  upload_begin: shape({ upload: ULID, job: ULID, path: str(4096), size: int(0), mode: int(0, 0o7777), mtime: int(0) }),
+  chunk: shape({ upload: ULID, offset: int(0), data: bytes() }),
+  upload_end: shape({ upload: ULID, size: int(0), sha256: bytes(32), mtime: int(0) }),
+  upload_abort: shape({ upload: ULID, reason: str() }),
+  upload_ready: shape({ upload: ULID, offset: int(0) }),
+  chunk_ack: shape({ upload: ULID, offset: int(0) }),
+  upload_done: shape({ upload: ULID, sha256: bytes(32) }),
+  upload_failed: shape({ upload: ULID, code: str(64), message: str() }),
 };
 
 /**
@@ -183,5 +191,10 @@ export function decodeMessage(data: Uint8Array, limits: Limits = DEFAULT_LIMITS)
   if (!check) throw new ProtocolError('UNKNOWN_TYPE', `message type ${JSON.stringify(type.slice(0, 60))} is not known to this protocol version`);
   check(value, type);
   if (type === 'batch') checkBatch((value as { recs: unknown[] }).recs, limits);
+  if (type === 'chunk') {
+    const n = (value as { data: Uint8Array }).data.length;
+    if (n === 0) throw new ProtocolError('MALFORMED_FRAME', 'chunk.data must not be empty');
+    if (n > limits.maxChunkBytes) throw new ProtocolError('LIMIT_EXCEEDED', `chunk of ${n} bytes exceeds maxChunkBytes (${limits.maxChunkBytes})`);
+  }
   return value as Message;
 }

@@ -133,6 +133,26 @@ export interface JobAssignment {
   /** Whether to set the BUILDOMAT_* variables too (job files written for buildomat). */
   buildomat: boolean;
   issuedAt: number;
+  /** Output rules as written (`=`, `%`, `!` prefixes); files matching them are uploaded after the tasks. Absent from version 1 assignments. */
+  outputRules?: string[];
+  /** Largest single output file the coordinator accepts; larger ones fail the job before any byte is sent. */
+  maxOutputBytes?: number;
+  /** Files to place under the job's input directory before the first task runs (named inputs and dependency outputs). */
+  inputs?: InputFile[];
+  /** Bearer token for downloading this job's inputs over HTTP; valid while the job runs. */
+  inputToken?: string;
+}
+
+/** One file to download before the tasks run. */
+export interface InputFile {
+  /** Path under the input directory, `/`-separated, never absolute and never containing `..`: `NAME` or `DEP/work/out/a.txt`. */
+  path: string;
+  /** Lower-case hex SHA-256; the agent verifies the bytes against it. */
+  sha256: string;
+  size: number;
+  mode: number;
+  /** Where to GET the bytes, relative to the coordinator's HTTP base: `/api/v1/agent/jobs/ID/inputs/SHA256`. */
+  url: string;
 }
 
 /** A job for the agent: `payload` is the packed {@link JobAssignment}, `sig` the identity signature over it. */
@@ -257,10 +277,86 @@ export interface Inventory {
   instances: { worker: string; instance: string }[];
 }
 
+// ---- sealed: uploads of output files (agent -> coordinator, version 2) ----
+
+/**
+ * Starts (or, with the same `upload` id after a reconnect, resumes) the
+ * upload of one output file. `size` and `mtime` are what the agent's scan
+ * saw. The coordinator answers {@link UploadReady} with the offset to send
+ * from, or {@link UploadFailed}.
+ */
+export interface UploadBegin {
+  type: 'upload_begin';
+  /** Chosen by the agent (a ULID); names this upload across reconnects. */
+  upload: string;
+  job: string;
+  /** Absolute path as the output rules see it, e.g. `/work/out/a.tar.gz`. */
+  path: string;
+  size: number;
+  /** Permission bits (`mode & 0o7777`). */
+  mode: number;
+  /** Modification time at the scan, in ms. */
+  mtime: number;
+}
+
+/** Bytes `[offset, offset + data.length)` of an upload. At most `maxChunkBytes`. */
+export interface Chunk {
+  type: 'chunk';
+  upload: string;
+  offset: number;
+  data: Uint8Array;
+}
+
+/** All bytes sent: commit if the coordinator holds exactly `size` bytes whose SHA-256 is `sha256`. */
+export interface UploadEnd {
+  type: 'upload_end';
+  upload: string;
+  size: number;
+  sha256: Uint8Array;
+  /** Modification time after the read (differs from the scan's only for `%` files). */
+  mtime: number;
+}
+
+/** The agent gives up on an upload (the file changed or vanished); the coordinator discards its bytes. */
+export interface UploadAbort {
+  type: 'upload_abort';
+  upload: string;
+  reason: string;
+}
+
+/** Send from `offset`: the bytes before it are durably written (0 for a new upload). */
+export interface UploadReady {
+  type: 'upload_ready';
+  upload: string;
+  offset: number;
+}
+
+/** The coordinator has written bytes up to `offset` (flow control: the agent keeps a window of chunks beyond it). */
+export interface ChunkAck {
+  type: 'chunk_ack';
+  upload: string;
+  offset: number;
+}
+
+/** The file is committed (also the answer to a repeated `upload_end` of a committed upload). */
+export interface UploadDone {
+  type: 'upload_done';
+  upload: string;
+  sha256: Uint8Array;
+}
+
+/** The coordinator refused or could not store the upload; `code` is stable (docs/errors.md). */
+export interface UploadFailed {
+  type: 'upload_failed';
+  upload: string;
+  code: 'OUTPUT_TOO_LARGE' | 'QUOTA_EXCEEDED' | 'DISK_FULL' | 'HASH_MISMATCH' | 'SIZE_MISMATCH' | 'BAD_PATH' | 'NOT_RUNNING' | 'STORE_ERROR';
+  message: string;
+}
+
 /** Messages the coordinator sends to agents. */
-export type ToAgent = Welcome | Assign | Ack | Cancel | Recycle | Ping | Pong | ErrorMessage;
+export type ToAgent = Welcome | Assign | Ack | Cancel | Recycle | Ping | Pong | ErrorMessage | UploadReady | ChunkAck | UploadDone | UploadFailed;
 /** Messages agents send to the coordinator. */
-export type FromAgent = Batch | Ping | Pong;
+export type FromAgent = Batch | Ping | Pong | UploadBegin | Chunk | UploadEnd | UploadAbort;
 /** Messages the coordinator sends to factories. */
 export type ToFactory = FactoryWelcome | Lease | Renewed | Destroy | Ping | Pong | ErrorMessage;
 /** Messages factories send to the coordinator. */

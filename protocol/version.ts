@@ -1,5 +1,10 @@
-/** The protocol version this code speaks. Bumped when a message changes shape. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol version this code speaks. Bumped when a message changes shape.
+ * 2: output uploads (`upload_*`, `chunk*`) and the assignment's `outputRules`,
+ * `inputs`, `inputToken`. A version 1 agent still connects and runs tasks;
+ * it ignores those fields, so its jobs get no inputs and keep no outputs.
+ */
+export const PROTOCOL_VERSION = 2;
 /**
  * The oldest version still accepted. Agents baked into old machine images
  * must keep working, so this trails PROTOCOL_VERSION by one once there are two.

@@ -35,6 +35,100 @@ export interface JobRecord {
   /** Why the job ended as it did, in words. */
   reason: string | null;
   cancelRequested: boolean;
+  /** Named inputs the job waits for (absent on records written before artifacts). */
+  inputs?: string[];
+  /** Jobs this one waits for, by dependency name. */
+  dependencies?: Record<string, DependencySpec>;
+  /** `[[publish]]` entries applied when the job completes. */
+  publish?: PublishSpec[];
+  /** SHA-256 hex of the bearer token the job's agent downloads inputs with (set at assignment). */
+  inputTokenHash?: string | null;
+}
+
+/** A dependency on a prior job, as buildomat defines it. */
+export interface DependencySpec {
+  job: JobId;
+  /** Copy the prior job's outputs to `/input/NAME/...`. */
+  copyOutputs: boolean;
+  /** Run if the prior job completed (default true). */
+  onCompleted: boolean;
+  /** Run if the prior job failed or was cancelled (default false). */
+  onFailed: boolean;
+}
+
+/** A publish directive from a job file. */
+export interface PublishSpec {
+  fromOutput: string;
+  series: string;
+  name: string;
+}
+
+/** One committed output file of a job. Key [JobId, path]. */
+export interface OutputRecord {
+  v: 1;
+  path: string;
+  size: number;
+  mode: number;
+  /** Modification time on the worker, ms. */
+  mtime: number;
+  sha256: string;
+  committedAt: number;
+}
+
+/** One named input of a job. Key [JobId, name]. `sha256` is null until committed. */
+export interface InputRecord {
+  v: 1;
+  name: string;
+  size: number | null;
+  sha256: string | null;
+  committedAt: number | null;
+}
+
+/** A stored blob. Key: SHA-256 hex. */
+export interface BlobRecord {
+  v: 1;
+  size: number;
+  /** Outputs, inputs and published files pointing at it. */
+  refs: number;
+  /** A copy is in the blob directory. */
+  local: boolean;
+  /** A copy is in the S3 archive. */
+  archived: boolean;
+  createdAt: number;
+}
+
+/** An upload in progress (or just committed). Key: upload id. */
+export interface UploadRecord {
+  v: 1;
+  id: string;
+  job: JobId;
+  /** `output`: from the job's agent over its WebSocket; `input`: from the owner over REST. */
+  kind: 'output' | 'input';
+  /** Output path (rule space) or input name. */
+  path: string;
+  /** Declared size. */
+  size: number;
+  mode: number;
+  mtime: number;
+  /** Bytes fsynced in the part file. */
+  durable: number;
+  state: 'open' | 'committed';
+  /** Set once committed. */
+  sha256: string | null;
+  /** The declared SHA-256 (inputs declare it at the start). */
+  expectSha256: string | null;
+  createdAt: number;
+}
+
+/** A published file. Key [owner name, series, version, name]. */
+export interface PublishedRecord {
+  v: 1;
+  job: JobId;
+  path: string;
+  sha256: string;
+  size: number;
+  publishedAt: number;
+
 }
 
 /** A worker's stage. */

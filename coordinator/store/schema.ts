@@ -2,14 +2,17 @@ import { open } from 'lmdb';
 import type { Database, RootDatabase } from 'lmdb';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FactoryRecord, JobRecord, StoreValue, TargetRecord, TokenRecord, UserRecord, WorkerRecord } from './records.js';
+import type {
+  BlobRecord, FactoryRecord, InputRecord, JobRecord, OutputRecord, PublishedRecord, StoreValue, TargetRecord, TokenRecord, UploadRecord, UserRecord,
+  WorkerRecord,
+} from './records.js';
 
 /**
  * The store's whole layout, in one place. Bump SCHEMA_VERSION and append
  * an upgrade step whenever a database or record layout changes; steps run
  * once, in order, when the store is opened. Never edit a step that shipped.
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** The named databases. Keys are in comments. */
 export interface Databases {
@@ -40,6 +43,26 @@ export interface Databases {
   targets: Database<TargetRecord, string>;
   /** FactoryId → FactoryRecord */
   factories: Database<FactoryRecord, string>;
+  /** [JobId, output path] → OutputRecord */
+  outputs: Database<OutputRecord, [string, string]>;
+  /** [sha256 hex, JobId, output path] → 1: who produced these bytes */
+  outputsByHash: Database<number, [string, string, string]>;
+  /** [JobId, input name] → InputRecord */
+  inputs: Database<InputRecord, [string, string]>;
+  /** sha256 hex → BlobRecord */
+  blobs: Database<BlobRecord, string>;
+  /** upload id → UploadRecord */
+  uploads: Database<UploadRecord, string>;
+  /** [JobId, upload id] → 1: a job's uploads, to clean up when it ends */
+  uploadsByJob: Database<number, [string, string]>;
+  /** [prior JobId, dependent JobId] → 1: who waits for a job */
+  dependents: Database<number, [string, string]>;
+  /** [owner name, series, version, name] → PublishedRecord */
+  published: Database<PublishedRecord, [string, string, string, string]>;
+  /** [job name, target or "", JobId] → 1 for completed jobs: "latest" lookups read the last key */
+  completedByName: Database<number, [string, string, string]>;
+  /** sha256 hex → 1: blobs waiting to be copied to the archive */
+  archiveQueue: Database<number, string>;
 }
 
 type Upgrade = (dbs: Databases) => void;
@@ -47,6 +70,8 @@ type Upgrade = (dbs: Databases) => void;
 /** Upgrade step N brings a store from version N-1 to N. Append only. */
 const UPGRADES: Upgrade[] = [
   // 0 → 1: the first layout; nothing to convert.
+  () => {},
+  // 1 → 2: artifacts (outputs, inputs, blobs, uploads, dependencies, publishing); new databases start empty.
   () => {},
 ];
 
@@ -76,6 +101,16 @@ export function openStore(dir: string): Databases {
     tokens: env.openDB({ name: 'tokens', ...structured }),
     targets: env.openDB({ name: 'targets', ...structured }),
     factories: env.openDB({ name: 'factories', ...structured }),
+    outputs: env.openDB({ name: 'outputs', ...structured }),
+    outputsByHash: env.openDB({ name: 'outputs-by-hash', ...structured }),
+    inputs: env.openDB({ name: 'inputs', ...structured }),
+    blobs: env.openDB({ name: 'blobs', ...structured }),
+    uploads: env.openDB({ name: 'uploads', ...structured }),
+    uploadsByJob: env.openDB({ name: 'uploads-by-job', ...structured }),
+    dependents: env.openDB({ name: 'dependents', ...structured }),
+    published: env.openDB({ name: 'published', ...structured }),
+    completedByName: env.openDB({ name: 'completed-by-name', ...structured }),
+    archiveQueue: env.openDB({ name: 'archive-queue', ...structured }),
   };
   const current = (dbs.meta.get('schemaVersion') as number | undefined) ?? 0;
   if (current > SCHEMA_VERSION) {
