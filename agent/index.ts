@@ -1,18 +1,23 @@
 /**
  * The agent: dials out to the coordinator, runs one job's tasks at a time
  * (one job, then recycle, for factory workers; job after job for persistent
- * ones), streams their output, and survives dropped connections.
+ * ones), streams their output, and survives dropped connections. Around the
+ * tasks it downloads the job's inputs first and uploads its outputs last
+ * (artifacts.ts; docs/artifacts.md).
  *
  * @example
  * const agent = await runAgent({ url, coordinatorKey, worker, credential, stateDir, workRoot });
  * const exitCode = await agent.done;
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Assign, JobAssignment, Limits, Message, ProtocolError } from '../protocol/index.js';
 import {
   DEFAULT_LIMITS, PeerClient, REC, decodeTrusted, generateSigningKeyPair, verifyAssignment,
 } from '../protocol/index.js';
+import { runWithArtifacts } from './artifacts.js';
+import type { InputDir, InputDirOption } from './inputs.js';
+import { httpBaseOf, prepareInputDir } from './inputs.js';
 import { Outbox } from './outbox.js';
 import { Runner } from './runner.js';
 import { readState, writeState } from './state.js';
@@ -31,6 +36,14 @@ export interface AgentOptions {
   stateDir: string;
   /** Where job work directories are made. */
   workRoot: string;
+  /**
+   * Where each job's input directory is (default `'auto'`): `'auto'` uses
+   * `/input` when this agent can create it (or it is left over from this
+   * agent), else `<workRoot>/job-<id>-input`; `'shared'` always uses the
+   * latter (several agents on one host, as the local factory runs them);
+   * an absolute path is used if it is empty or ours, else the job fails.
+   */
+  inputDir?: InputDirOption;
   uid?: number;
   gid?: number;
   limits?: Limits;
@@ -65,6 +78,8 @@ export function runAgent(o: AgentOptions): Agent {
   const seed = new Uint8Array(Buffer.from(st.seed, 'base64'));
   const publicKey = new Uint8Array(Buffer.from(st.publicKey, 'base64'));
 
+  // Inputs are fetched over HTTP from the same coordinator the agent dials.
+  const httpBase = httpBaseOf(o.url);
   const client = new PeerClient({
     url: o.url, coordinatorKey: o.coordinatorKey, role: 'agent', limits, log,
     backoffBaseMs: o.backoffBaseMs ?? 250, backoffCapMs: o.backoffCapMs ?? 10_000,
@@ -74,7 +89,8 @@ export function runAgent(o: AgentOptions): Agent {
         : { method: 'bootstrap', worker: o.worker, credential: o.credential, seed, publicKey },
   });
 
-  let current: { id: string; outbox: Outbox; runner: Runner | null } | null = null;
+  // `cancel` stops whatever the job is doing: downloads, tasks or uploads.
+  let current: { id: string; outbox: Outbox; runner: Runner | null; cancel: (reason: string) => void } | null = null;
   let next: { a: JobAssignment; nextBatch: number } | null = null;
   let finish!: (code: number) => void;
   const done = new Promise<number>((r) => (finish = r));
@@ -83,7 +99,7 @@ export function runAgent(o: AgentOptions): Agent {
   const stop = (code: number) => {
     if (stopped) return;
     stopped = true;
-    current?.runner?.cancel('the agent is stopping');
+    current?.cancel('the agent is stopping');
     client.close();
     finish(code);
   };
@@ -95,7 +111,7 @@ export function runAgent(o: AgentOptions): Agent {
     });
     if (st.startedJob === a.id) {
       // We ran this job before a restart and lost its tasks' processes: report, do not re-run.
-      current = { id: a.id, outbox, runner: null };
+      current = { id: a.id, outbox, runner: null, cancel: () => {} };
       outbox.push([Date.now(), REC.WORKER, 0, Buffer.from('the agent restarted while this job was running; its tasks are not run again')]);
       outbox.push([Date.now(), REC.JOB, 0, { result: 'failed', reason: 'the agent restarted mid-job' }]);
       void outbox.drained().then(() => jobOver(a.id));
@@ -106,24 +122,58 @@ export function runAgent(o: AgentOptions): Agent {
     const workdir = join(o.workRoot, `job-${a.id}`);
     rmSync(workdir, { recursive: true, force: true });
     mkdirSync(workdir, { recursive: true, mode: 0o755 });
+    const worker = (line: string) => outbox.push([Date.now(), REC.WORKER, 0, Buffer.from(line)]);
+    let inputDir: InputDir;
+    try {
+      inputDir = prepareInputDir(o.inputDir ?? 'auto', o.workRoot, o.stateDir, a.id);
+      if (o.uid !== undefined) chownSync(inputDir.path, o.uid, o.gid ?? o.uid);
+    } catch (err) {
+      current = { id: a.id, outbox, runner: null, cancel: () => {} };
+      const reason = `could not prepare the input directory: ${(err as Error).message}`;
+      worker(reason);
+      outbox.push([Date.now(), REC.JOB, 0, { result: 'failed', reason }]);
+      void outbox.drained().then(() => {
+        rmSync(workdir, { recursive: true, force: true });
+        jobOver(a.id);
+      });
+      return;
+    }
     const runner = new Runner({
-      workdir, maxLineBytes: limits.maxLineBytes, killGraceMs: o.killGraceMs ?? 10_000, emit: (r) => outbox.push(r),
+      workdir, inputDir: inputDir.path, maxLineBytes: limits.maxLineBytes, killGraceMs: o.killGraceMs ?? 10_000, emit: (r) => outbox.push(r),
       ...(o.uid !== undefined ? { uid: o.uid } : {}), ...(o.gid !== undefined ? { gid: o.gid } : {}),
     });
-    current = { id: a.id, outbox, runner };
-    log(`job ${a.id} (${a.name}): ${a.tasks.length} task(s) in ${workdir}`);
-    runner.run(a).then(
+    const abort = new AbortController();
+    const cancel = (reason: string) => {
+      runner.cancel(reason);
+      abort.abort(reason);
+    };
+    current = { id: a.id, outbox, runner, cancel };
+    log(`job ${a.id} (${a.name}): ${a.tasks.length} task(s) in ${workdir}, inputs in ${inputDir.path}`);
+    const owner = o.uid !== undefined ? { uid: o.uid, gid: o.gid ?? o.uid } : undefined;
+    runWithArtifacts(runner, {
+      job: a, link: client, httpBase, roots: { work: workdir, input: inputDir.path }, worker, signal: abort.signal, ...(owner ? { owner } : {}),
+    }).then(
       (res) => {
         outbox.push([Date.now(), REC.JOB, 0, res]);
         return outbox.drained();
       },
       (err: Error) => {
-        outbox.push([Date.now(), REC.WORKER, 0, Buffer.from(`agent error: ${err.message}`)]);
+        worker(`agent error: ${err.message}`);
         outbox.push([Date.now(), REC.JOB, 0, { result: 'failed', reason: `agent error: ${err.message}` }]);
         return outbox.drained();
       },
     ).then(() => {
-      rmSync(workdir, { recursive: true, force: true });
+      try {
+        rmSync(workdir, { recursive: true, force: true, maxRetries: 3 });
+      } catch (err) {
+        // A process the job left outside its process group may still write there.
+        log(`could not clean up ${workdir}: ${(err as Error).message}`);
+      }
+      try {
+        inputDir.remove();
+      } catch (err) {
+        log(`could not clean up ${inputDir.path}: ${(err as Error).message}`);
+      }
       jobOver(a.id);
     });
   }
@@ -167,7 +217,7 @@ export function runAgent(o: AgentOptions): Agent {
     if (current && w.job?.id === current.id) current.outbox.resume(w.job.nextBatch);
     else if (current && !w.job) {
       // The coordinator no longer has us on this job (it failed us while we were away): stop it.
-      current.runner?.cancel('the coordinator ended this job while the agent was disconnected');
+      current.cancel('the coordinator ended this job while the agent was disconnected');
     }
   });
   client.on('message', (msg: Message) => {
@@ -181,13 +231,19 @@ export function runAgent(o: AgentOptions): Agent {
           if (current?.id === msg.job) current.outbox.ack(msg.batch);
           return;
         case 'cancel':
-          if (current?.id === msg.job) current.runner?.cancel(msg.reason);
+          if (current?.id === msg.job) current.cancel(msg.reason);
           return;
         case 'recycle':
           log(`recycled: ${msg.reason}`);
           stop(0);
           return;
         case 'pong':
+          return;
+        case 'upload_ready':
+        case 'chunk_ack':
+        case 'upload_done':
+        case 'upload_failed':
+          // The uploader (uploader.ts) listens for its own upload's answers.
           return;
         default:
           log(`unexpected ${msg.type} from the coordinator`);

@@ -10,9 +10,12 @@
  *   BUILDWIRE_BOOTSTRAP        the single-use bootstrap credential (first start)
  *   BUILDWIRE_AGENT_STATE      where the agent keeps its key (default ./agent-state)
  *   BUILDWIRE_WORK_ROOT        where job directories go (default ./work)
+ *   BUILDWIRE_INPUT_DIR        where a job's input files go: `auto` (default: /input when the agent can
+ *                              create it, else beside the job's work directory), `shared` (always beside
+ *                              it: several agents on one host), or an absolute path (must be empty)
  *   BUILDWIRE_UID, BUILDWIRE_GID  run tasks as this user (when started as root)
  */
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { runAgent } from './index.js';
 
 /** Turns an http(s) base URL into the connect URL; leaves ws(s) URLs alone. */
@@ -53,6 +56,11 @@ async function main(): Promise<void> {
     process.stderr.write(`buildwire-agent: BUILDWIRE_COORDINATOR_KEY must be 32 bytes of base64, got ${key.length} bytes\n`);
     process.exit(64);
   }
+  const inputDir = process.env.BUILDWIRE_INPUT_DIR || 'auto';
+  if (inputDir !== 'auto' && inputDir !== 'shared' && !isAbsolute(inputDir)) {
+    process.stderr.write(`buildwire-agent: BUILDWIRE_INPUT_DIR must be auto, shared or an absolute path, got ${JSON.stringify(inputDir)}\n`);
+    process.exit(64);
+  }
   const uid = intEnv('BUILDWIRE_UID');
   const gid = intEnv('BUILDWIRE_GID');
   const credential = process.env.BUILDWIRE_BOOTSTRAP;
@@ -61,7 +69,7 @@ async function main(): Promise<void> {
   const agent = runAgent({
     url: connectUrlOf(need('BUILDWIRE_URL')), coordinatorKey: new Uint8Array(key), worker: need('BUILDWIRE_WORKER_ID'),
     ...(credential ? { credential } : {}),
-    stateDir: resolve(process.env.BUILDWIRE_AGENT_STATE ?? 'agent-state'), workRoot: resolve(process.env.BUILDWIRE_WORK_ROOT ?? 'work'),
+    stateDir: resolve(process.env.BUILDWIRE_AGENT_STATE ?? 'agent-state'), workRoot: resolve(process.env.BUILDWIRE_WORK_ROOT ?? 'work'), inputDir,
     ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}),
     ...(intEnv('BUILDWIRE_BACKOFF_CAP_MS') !== undefined ? { backoffCapMs: intEnv('BUILDWIRE_BACKOFF_CAP_MS')! } : {}),
   });

@@ -10,6 +10,8 @@ import { LineSplitter } from './outbox.js';
 export interface RunnerOptions {
   /** The job's fresh work directory. */
   workdir: string;
+  /** The job's input directory, given to tasks as BUILDWIRE_INPUT. */
+  inputDir?: string;
   /** Default user and group for tasks (when the agent runs as root). */
   uid?: number;
   gid?: number;
@@ -25,11 +27,13 @@ const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
  * The environment a task sees: a clean one (nothing inherited from the
  * agent) plus the job's identifiers, then the task's own variables.
  */
-export function taskEnvironment(job: JobAssignment, task: TaskSpec, index: number, workdir: string, storeDir: string): Record<string, string> {
+export function taskEnvironment(job: JobAssignment, task: TaskSpec, index: number, workdir: string, storeDir: string, inputDir?: string): Record<string, string> {
   const ids: Record<string, string> = {
     BUILDWIRE_JOB_ID: job.id, BUILDWIRE_TASK_ID: String(index), BUILDWIRE_JOB_NAME: job.name, BUILDWIRE_TARGET: job.target,
     BUILDWIRE_WORKER_ID: job.worker, BUILDWIRE_WORK: workdir, BUILDWIRE_STORE: storeDir, CI: 'true',
   };
+  // Where inputs are: /input on a machine of its own, a per-job directory on a shared host.
+  if (inputDir !== undefined) ids.BUILDWIRE_INPUT = inputDir;
   if (job.buildomat) Object.assign(ids, { BUILDOMAT_JOB_ID: job.id, BUILDOMAT_TASK_ID: String(index), BUILDOMAT: '1' });
   const base: Record<string, string> = task.envClear
     ? {}
@@ -90,7 +94,7 @@ export class Runner {
       let child: ChildProcess;
       try {
         child = spawn('/bin/bash', [script], {
-          cwd, env: taskEnvironment(job, task, i, this.#o.workdir, storeDir), detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+          cwd, env: taskEnvironment(job, task, i, this.#o.workdir, storeDir, this.#o.inputDir), detached: true, stdio: ['ignore', 'pipe', 'pipe'],
           ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}),
         });
       } catch (err) {

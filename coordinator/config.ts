@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import type { Limits } from '../protocol/index.js';
 import { DEFAULT_LIMITS, resolveLimits } from '../protocol/index.js';
+import type { ArchiveConfig } from './artifacts/archive.js';
+import { ArchiveConfigError, parseArchiveConfig } from './artifacts/archive.js';
 
 /** Everything a coordinator is started with. See docs/configuration.md. */
 export interface CoordinatorConfig {
@@ -32,6 +34,14 @@ export interface CoordinatorConfig {
   maxWaitMs: number;
   /** Which HTTP server to run: uWebSockets.js unless it cannot load, or forced. */
   server: 'uws' | 'node';
+  /** Largest single output file an agent may upload. */
+  maxOutputBytes: number;
+  /** Cap on stored artifact bytes (blobs plus uploads in progress); 0: no cap beyond the disk. */
+  maxArtifactBytes: number;
+  /** Ended jobs older than this many days are deleted with their logs and files; 0 keeps them. */
+  jobRetentionDays: number;
+  /** S3-compatible archive for blobs, or null. */
+  archive: ArchiveConfig | null;
   log: (line: string) => void;
 }
 
@@ -50,12 +60,17 @@ export const DEFAULTS: Omit<CoordinatorConfig, 'dataDir' | 'log'> = {
   maxBodyBytes: 16 * 1024 * 1024,
   maxWaitMs: 30_000,
   server: 'uws',
+  maxOutputBytes: 1024 * 1024 * 1024,
+  maxArtifactBytes: 0,
+  jobRetentionDays: 0,
+  archive: null,
 };
 
-const KEYS: Record<string, 'string' | 'int' | 'limits'> = {
+const KEYS: Record<string, 'string' | 'int' | 'limits' | 'archive'> = {
   host: 'string', port: 'int', data_dir: 'string', public_url: 'string', heartbeat_ms: 'int', idle_timeout_seconds: 'int',
   worker_lost_grace_ms: 'int', lease_ms: 'int', credential_ttl_ms: 'int', max_runtime_ms: 'int', max_body_bytes: 'int',
-  max_wait_ms: 'int', server: 'string', limits: 'limits',
+  max_wait_ms: 'int', server: 'string', limits: 'limits', max_output_bytes: 'int', max_artifact_bytes: 'int', job_retention_days: 'int',
+  archive: 'archive',
 };
 
 /** A config file problem, naming the file, key and rule. */
@@ -110,6 +125,7 @@ export function configFrom(raw: Record<string, unknown>, where: string, log: (l:
   const ints: [string, keyof CoordinatorConfig][] = [
     ['heartbeat_ms', 'heartbeatMs'], ['idle_timeout_seconds', 'idleTimeoutSeconds'], ['worker_lost_grace_ms', 'workerLostGraceMs'],
     ['lease_ms', 'leaseMs'], ['credential_ttl_ms', 'credentialTtlMs'], ['max_runtime_ms', 'maxRuntimeMs'], ['max_body_bytes', 'maxBodyBytes'], ['max_wait_ms', 'maxWaitMs'],
+    ['max_output_bytes', 'maxOutputBytes'], ['max_artifact_bytes', 'maxArtifactBytes'], ['job_retention_days', 'jobRetentionDays'],
   ];
   for (const [key, field] of ints) if (n(key) !== undefined) (cfg as unknown as Record<string, number>)[field] = n(key)!;
   if (s('server') !== undefined) {
@@ -135,6 +151,15 @@ export function configFrom(raw: Record<string, unknown>, where: string, log: (l:
       throw new ConfigError(`${where}: [limits]: ${(err as Error).message}`);
     }
   }
+  if (raw.archive !== undefined) {
+    try {
+      cfg.archive = parseArchiveConfig(raw.archive, where);
+    } catch (err) {
+      if (err instanceof ArchiveConfigError) throw new ConfigError(err.message);
+      throw err;
+    }
+  }
+  if (cfg.maxOutputBytes < 1) throw new ConfigError(`${where}: "max_output_bytes" must be at least 1, got ${cfg.maxOutputBytes}`);
   if (cfg.heartbeatMs >= cfg.idleTimeoutSeconds * 1000) {
     throw new ConfigError(`${where}: heartbeat_ms (${cfg.heartbeatMs}) must be shorter than idle_timeout_seconds (${cfg.idleTimeoutSeconds} s)`);
   }

@@ -1,7 +1,8 @@
-import type { Auth, Batch, FactoryId, FromFactory, Message, Role, WorkerId } from '../protocol/index.js';
+import type { Auth, Batch, Chunk, FactoryId, FromFactory, Message, Role, UploadBegin, UploadEnd, WorkerId } from '../protocol/index.js';
 import {
-  ProtocolError, REC, REC_KIND_MASK, SEALED_HEADER_BYTES, ServerHandshake, encodeError, hashSecret,
+  ProtocolError, REC, REC_KIND_MASK, SEALED_HEADER_BYTES, ServerHandshake, compileOutputRules, encodeError, hashSecret, parseOutputRule,
 } from '../protocol/index.js';
+import { SYNC_EVERY_BYTES, UploadError } from './artifacts/index.js';
 import type { SealedChannel } from '../protocol/index.js';
 import type { AgentLink, Core, FactoryLink } from './core.js';
 import type { WsConnection, WsRoute } from './http/types.js';
@@ -19,8 +20,19 @@ interface Peer {
   role: Role;
   agent: AgentLink | null;
   factory: FactoryLink | null;
-  /** Log bytes received but not yet committed (the coordinator's side of the window). */
+  /** Log and chunk bytes received but not yet committed or written (the coordinator's side of the window). */
   unacked: number;
+  /** Uploads begun on this connection, by id, with their job. */
+  uploads: Map<string, JobId>;
+}
+
+/** Why an output path cannot be stored, or null. Paths are absolute, normalised rule-space paths. */
+export function outputPathProblem(path: string): string | null {
+  if (!path.startsWith('/')) return `output path ${JSON.stringify(path.slice(0, 200))} is not absolute`;
+  if (path.includes('\0')) return `output path ${JSON.stringify(path.slice(0, 200))} contains a NUL byte`;
+  const segs = path.split('/').slice(1);
+  if (segs.some((s) => s === '' || s === '.' || s === '..')) return `output path ${JSON.stringify(path.slice(0, 200))} has an empty, "." or ".." segment`;
+  return null;
 }
 
 let nextPeerId = 1;
@@ -147,6 +159,86 @@ export function connectRoute(core: Core): WsRoute<Peer> {
     );
   }
 
+  /** The job an agent's upload message may touch: the one its worker holds, still running. */
+  function ownedRunningJob(p: Peer, job: string, what: string): JobId {
+    const link = p.agent!;
+    const w = core.workers.live.get(link.worker);
+    const jobId = job as JobId;
+    if (!w || w.job !== jobId) throw new ProtocolError('NOT_OWNER', `worker ${link.worker} does not hold job ${job} (${what})`);
+    return jobId;
+  }
+
+  function uploadFailed(c: WsConnection<Peer>, upload: string, err: unknown): void {
+    if (err instanceof UploadError) {
+      const code = err.code === 'BAD_OFFSET' || err.code === 'UNKNOWN_UPLOAD' ? 'STORE_ERROR' : err.code;
+      sealedSend(c, { type: 'upload_failed', upload, code, message: err.message });
+      if (err.code !== 'HASH_MISMATCH' && err.code !== 'SIZE_MISMATCH') void core.artifacts.uploads.abort(upload).catch(() => {});
+      return;
+    }
+    core.log(`upload ${upload}: ${(err as Error).stack ?? String(err)}`);
+    sealedSend(c, { type: 'upload_failed', upload, code: 'STORE_ERROR', message: 'the coordinator could not store the upload (see its log)' });
+    void core.artifacts.uploads.abort(upload).catch(() => {});
+  }
+
+  function onUploadBegin(c: WsConnection<Peer>, msg: UploadBegin): void {
+    const p = c.data;
+    const jobId = ownedRunningJob(p, msg.job, `upload of ${msg.path}`);
+    const job = core.jobs.active.get(jobId);
+    const fail = (code: 'BAD_PATH' | 'OUTPUT_TOO_LARGE' | 'NOT_RUNNING', message: string) => sealedSend(c, { type: 'upload_failed', upload: msg.upload, code, message });
+    if (!job || job.state !== 'running') return fail('NOT_RUNNING', `job ${msg.job} is not running`);
+    const bad = outputPathProblem(msg.path);
+    if (bad) return fail('BAD_PATH', bad);
+    // The coordinator applies the same rules as the agent, so an agent cannot store files the job did not ask for.
+    if (!compileOutputRules(job.outputRules.map(parseOutputRule)).matches(msg.path)) {
+      return fail('BAD_PATH', `output path ${msg.path} is not selected by the job's output rules`);
+    }
+    if (msg.size > core.config.maxOutputBytes) {
+      return fail('OUTPUT_TOO_LARGE', `${msg.path} is ${msg.size} bytes, over the per-file limit of ${core.config.maxOutputBytes} bytes (max_output_bytes)`);
+    }
+    p.uploads.set(msg.upload, jobId);
+    core.artifacts.uploads.begin({ id: msg.upload, job: jobId, kind: 'output', path: msg.path, size: msg.size, mode: msg.mode, mtime: msg.mtime, expectSha256: null }).then(
+      ({ offset }) => sealedSend(c, { type: 'upload_ready', upload: msg.upload, offset }),
+      (err) => uploadFailed(c, msg.upload, err),
+    );
+  }
+
+  function onChunk(c: WsConnection<Peer>, msg: Chunk): void {
+    const p = c.data;
+    if (!p.uploads.has(msg.upload)) throw new ProtocolError('UNEXPECTED_MESSAGE', `chunk for upload ${msg.upload}, which was not begun on this connection`);
+    const n = msg.data.length;
+    if (p.unacked + n > limits.maxUnackedBytes) {
+      throw new ProtocolError('LIMIT_EXCEEDED', `${p.unacked + n} unacknowledged bytes exceed maxUnackedBytes (${limits.maxUnackedBytes})`);
+    }
+    p.unacked += n;
+    core.artifacts.uploads.write(msg.upload, msg.offset, msg.data, SYNC_EVERY_BYTES, core.config.maxOutputBytes).then(
+      (offset) => {
+        p.unacked -= n;
+        sealedSend(c, { type: 'chunk_ack', upload: msg.upload, offset });
+      },
+      (err) => {
+        p.unacked -= n;
+        uploadFailed(c, msg.upload, err);
+      },
+    );
+  }
+
+  function onUploadEnd(c: WsConnection<Peer>, msg: UploadEnd): void {
+    const p = c.data;
+    const jobId = p.uploads.get(msg.upload);
+    if (!jobId) throw new ProtocolError('UNEXPECTED_MESSAGE', `upload_end for upload ${msg.upload}, which was not begun on this connection`);
+    ownedRunningJob(p, jobId, `commit of upload ${msg.upload}`);
+    const sha = Buffer.from(msg.sha256).toString('hex');
+    core.artifacts.uploads.commit(msg.upload, msg.size, sha, (rec, sha256, size) => {
+      core.artifacts.recordOutputInTxn(jobId, { v: 1, path: rec.path, size, mode: rec.mode, mtime: msg.mtime, sha256, committedAt: core.clock.now() });
+    }).then(
+      ({ sha256 }) => {
+        sealedSend(c, { type: 'upload_done', upload: msg.upload, sha256: Buffer.from(sha256, 'hex') });
+        core.artifacts.pokeArchive();
+      },
+      (err) => uploadFailed(c, msg.upload, err),
+    );
+  }
+
   function onFactoryMessage(c: WsConnection<Peer>, msg: FromFactory): void {
     const link = c.data.factory!;
     const owned = (worker: string) => {
@@ -207,7 +299,7 @@ export function connectRoute(core: Core): WsRoute<Peer> {
     maxBackpressureBytes: 64 * 1024 * 1024,
     create: () => ({
       id: nextPeerId++, stage: 'hello', hs: new ServerHandshake(core.identity.key, limits), channel: null, role: 'agent',
-      agent: null, factory: null, unacked: 0,
+      agent: null, factory: null, unacked: 0, uploads: new Map(),
     }),
     open(c) {
       core.deadlines.set(`hs:${c.data.id}`, core.clock.now() + limits.handshakeTimeoutMs, () => {
@@ -248,6 +340,18 @@ export function connectRoute(core: Core): WsRoute<Peer> {
               switch (msg.type) {
                 case 'batch':
                   onBatch(c, msg, data.subarray(SEALED_HEADER_BYTES));
+                  return;
+                case 'upload_begin':
+                  onUploadBegin(c, msg);
+                  return;
+                case 'chunk':
+                  onChunk(c, msg);
+                  return;
+                case 'upload_end':
+                  onUploadEnd(c, msg);
+                  return;
+                case 'upload_abort':
+                  if (p.uploads.delete(msg.upload)) void core.artifacts.uploads.abort(msg.upload).catch(() => {});
                   return;
                 case 'ping':
                   p.agent.send({ type: 'pong', t: msg.t });

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { FactoryId, ProtocolError, ToAgent, ToFactory, WorkerId } from '../protocol/index.js';
+import type { Artifacts } from './artifacts/index.js';
 import type { CoordinatorConfig } from './config.js';
 import type { Clock, Deadlines } from './deadlines.js';
 import type { EventLog } from './event-log.js';
@@ -44,6 +45,7 @@ export interface Core {
   readonly jobs: Jobs;
   readonly workers: Workers;
   readonly scheduler: Scheduler;
+  readonly artifacts: Artifacts;
   readonly agents: Map<WorkerId, AgentLink>;
   readonly factories: Map<FactoryId, FactoryLink>;
   log(line: string): void;

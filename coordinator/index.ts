@@ -10,6 +10,9 @@ import type { FactoryId, WorkerId } from '../protocol/index.js';
 import { ed25519PrivateKey, generateSigningKeyPair, publicKeyOf } from '../protocol/index.js';
 import { renderStatusPage } from '../web/index.js';
 import { adminRoutes } from './api/admin.js';
+import { artifactRoutes } from './api/artifacts.js';
+import { BlobArchive } from './artifacts/archive.js';
+import { Artifacts } from './artifacts/index.js';
 import { jobRoutes } from './api/jobs.js';
 import { publicRoutes } from './api/public.js';
 import type { CoordinatorConfig } from './config.js';
@@ -48,14 +51,14 @@ export interface Coordinator extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-function loadIdentity(dbs: Databases): Identity {
+function loadIdentity(dbs: Databases): Identity & { seed: Uint8Array } {
   let seed = dbs.meta.get('identitySeed') as Uint8Array | undefined;
   if (!seed) {
     seed = generateSigningKeyPair().seed;
     dbs.meta.putSync('identitySeed', Buffer.from(seed));
   }
   seed = new Uint8Array(seed);
-  return { publicKey: publicKeyOf(seed), key: ed25519PrivateKey(seed) };
+  return { publicKey: publicKeyOf(seed), key: ed25519PrivateKey(seed), seed };
 }
 
 /**
@@ -67,11 +70,15 @@ export async function startCoordinator(config: CoordinatorConfig, clock: Clock =
   let core!: Core;
   const get = () => core;
   const deadlines = new Deadlines(clock, (key, err) => log(`deadline ${key} failed: ${(err as Error).stack ?? String(err)}`));
+  const { seed, ...identity } = loadIdentity(dbs);
+  const archive = config.archive ? new BlobArchive(config.archive) : null;
   core = {
-    dbs, config, clock, deadlines, identity: loadIdentity(dbs), events: new EventLog(dbs),
+    dbs, config, clock, deadlines, identity, events: new EventLog(dbs),
     jobs: new Jobs(get), workers: new Workers(get), scheduler: new Scheduler(get),
+    artifacts: new Artifacts(get, config.dataDir, archive, seed),
     agents: new Map<WorkerId, AgentLink>(), factories: new Map<FactoryId, FactoryLink>(), log,
   };
+  await core.artifacts.init();
   const active = core.jobs.load();
   core.workers.load();
   core.scheduler.load(active);
@@ -81,11 +88,14 @@ export async function startCoordinator(config: CoordinatorConfig, clock: Clock =
       await core.jobs.finish(j.id, 'failed', `its worker ${j.worker ?? '(none)'} no longer exists after a coordinator restart`);
     }
   }
+  for (const j of active) if (j.state === 'waiting') await core.jobs.evaluateWaiting(j.id);
+  core.jobs.startExpiry();
 
   let server: RunningServer | undefined;
   const router = new Router();
   publicRoutes(core, router, () => server?.kind ?? 'starting');
   jobRoutes(core, router);
+  artifactRoutes(core, router);
   adminRoutes(core, router);
   router.add('GET', '/', () => ({
     status: 200,
@@ -110,8 +120,11 @@ export async function startCoordinator(config: CoordinatorConfig, clock: Clock =
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      core.jobs.stop();
       await server!.close();
       deadlines.close();
+      await core.artifacts.archiveIdle();
+      archive?.close();
       await dbs.env.flushed;
       await dbs.env.close();
     })());

@@ -13,29 +13,49 @@ export type Route = (ctx: RouteContext) => Promise<HttpResponse> | HttpResponse;
 
 interface Entry {
   method: string;
+  /** Pattern segments before the wildcard (all of them when there is none). */
   parts: string[];
+  /** Name of the trailing `*name` segment, if the pattern has one. */
+  rest: string | undefined;
   route: Route;
 }
 
 /**
- * A small router: `/api/v1/jobs/:id/events` patterns, exact segments,
- * 404 for unknown paths and 405 for known paths with another method.
+ * A small router: `/api/v1/jobs/:id/events` patterns, exact segments, an
+ * optional trailing `*name` wildcard, 404 for unknown paths and 405 for known
+ * paths with another method. `HEAD` is served by the `GET` route.
+ *
+ * `:name` takes one percent-decoded segment. `*name` takes one or more: the
+ * rest of the path, each segment percent-decoded, joined with `/`. A rest that
+ * could climb out of where it is looked up (an empty, `.` or `..` segment, or
+ * a segment hiding a `/` as `%2F`) is a 400 naming it, never a lookup.
  *
  * @example
  * router.add('GET', '/api/v1/jobs/:id', ({ params }) => json(200, getJob(params.id)));
+ * router.add('GET', '/api/v1/jobs/:id/outputs/*path', ({ params }) => download(params.id, params.path));
  */
 export class Router {
   readonly #entries: Entry[] = [];
 
+  /** Adds a route; throws TypeError for a `*` segment that is not last or has no name. */
   add(method: string, pattern: string, route: Route): void {
-    this.#entries.push({ method, parts: pattern.split('/').filter(Boolean), route });
+    const parts = pattern.split('/').filter(Boolean);
+    const star = parts.findIndex((p) => p.startsWith('*'));
+    if (star >= 0 && (star !== parts.length - 1 || parts[star] === '*')) {
+      throw new TypeError(`route pattern ${JSON.stringify(pattern)}: a wildcard must be the last segment and named, like /files/*path`);
+    }
+    const rest = star >= 0 ? parts.pop()?.slice(1) : undefined;
+    this.#entries.push({ method, parts, rest, route });
   }
 
   async handle(req: HttpRequest, signal: AbortSignal): Promise<HttpResponse> {
-    const segs = req.path.split('/').filter(Boolean);
+    // Empty segments are dropped for exact patterns (`/a//b/` is `/a/b`); a
+    // wildcard rest keeps them so that it can refuse them.
+    const raw = (req.path.startsWith('/') ? req.path.slice(1) : req.path).split('/');
+    const segs = raw.filter(Boolean);
     let pathMatched = false;
     for (const e of this.#entries) {
-      const params = match(e.parts, segs);
+      const params = e.rest === undefined ? match(e.parts, segs) : matchRest(e.parts, e.rest, raw);
       if (!params) continue;
       pathMatched = true;
       if (e.method !== req.method && !(e.method === 'GET' && req.method === 'HEAD')) continue;
@@ -46,20 +66,50 @@ export class Router {
   }
 }
 
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new BadRequest(`path segment ${JSON.stringify(s.slice(0, 100))} is not valid percent-encoding`);
+  }
+}
+
 function match(parts: string[], segs: string[]): Record<string, string> | undefined {
   if (parts.length !== segs.length) return undefined;
   const params: Record<string, string> = {};
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i]!;
     const s = segs[i]!;
-    if (p.startsWith(':')) {
-      try {
-        params[p.slice(1)] = decodeURIComponent(s);
-      } catch {
-        throw new BadRequest(`path segment ${JSON.stringify(s.slice(0, 100))} is not valid percent-encoding`);
-      }
-    } else if (p !== s) return undefined;
+    if (p.startsWith(':')) params[p.slice(1)] = decodeSegment(s);
+    else if (p !== s) return undefined;
   }
+  return params;
+}
+
+/** Matches `parts` against the leading non-empty segments of `raw`, and the rest (one or more) to `*rest`. */
+function matchRest(parts: string[], rest: string, raw: string[]): Record<string, string> | undefined {
+  let i = 0;
+  const head: string[] = [];
+  while (head.length < parts.length && i < raw.length) {
+    const s = raw[i++]!;
+    if (s !== '') head.push(s);
+  }
+  const tail = raw.slice(i);
+  // `prefix` and `prefix/` name the prefix itself (the exact routes' business), not a file in it.
+  if (head.length !== parts.length || tail.length === 0 || (tail.length === 1 && tail[0] === '')) return undefined;
+  const params = match(parts, head);
+  if (!params) return undefined;
+  const shown = JSON.stringify(tail.join('/').slice(0, 200));
+  const decoded = tail.map((s, n) => {
+    const d = decodeSegment(s);
+    if (d === '' || d === '.' || d === '..') {
+      throw new BadRequest(`path ${shown} has ${d === '' ? 'an empty' : `a "${d}"`} segment (segment ${n + 1}); a file path has no empty, "." or ".." segments`);
+    }
+    // Joined with '/', a decoded '/' would make segments that the check above never saw.
+    if (d.includes('/')) throw new BadRequest(`path segment ${JSON.stringify(s.slice(0, 100))} encodes a "/"; a file path separates its segments with a plain "/"`);
+    return d;
+  });
+  params[rest] = decoded.join('/');
   return params;
 }
 

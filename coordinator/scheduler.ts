@@ -165,6 +165,8 @@ export class Scheduler {
     const a: JobAssignment = {
       id: job.id, name: job.name, target: job.runTarget, worker: link.worker, tasks: job.tasks, maxRuntimeMs: job.maxRuntimeMs,
       store, buildomat: job.buildomat, issuedAt: core.clock.now(),
+      outputRules: job.outputRules, maxOutputBytes: core.config.maxOutputBytes,
+      inputs: core.artifacts.assignmentInputs(job), inputToken: core.artifacts.inputToken(job.id),
     };
     const { payload, sig } = signAssignment(core.identity.key, a);
     link.send({ type: 'assign', payload, sig });

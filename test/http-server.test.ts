@@ -5,7 +5,7 @@
 
 import { strict as assert } from 'node:assert';
 import { createHash, randomBytes } from 'node:crypto';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
@@ -17,6 +17,8 @@ const MAX_BODY = 1024 * 1024;
 const WS_MAX = 256 * 1024;
 const BLOCK = randomBytes(64 * 1024);
 const STREAM_BLOCKS = 800; // 800 x 64 KiB = 50 MiB
+const SIZED_BLOCKS = 320; // 320 x 64 KiB = 20 MiB
+const FIXED = 'f'.repeat(1000);
 
 // The brief asks for the ws client with bufferutil; ws picks it up when resolvable.
 createRequire(import.meta.url).resolve('bufferutil');
@@ -43,21 +45,55 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }
 
-interface Reply { status: number; headers: IncomingHttpHeaders; body: Buffer }
+interface Reply { status: number; headers: IncomingHttpHeaders; body: Buffer; reusedSocket: boolean }
 
-/** One HTTP/1.1 request on a fresh connection; `chunks` are sent chunked. */
-function request(url: string, o: { method?: string; headers?: Record<string, string>; body?: string | Buffer; chunks?: Buffer[] } = {}): Promise<Reply> {
+interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  chunks?: Buffer[];
+  /** A keep-alive agent to send through (default: a fresh connection). */
+  agent?: Agent;
+  /** Stop reading for this long after the first body bytes, so the server meets backpressure. */
+  stallMs?: number;
+}
+
+/** One HTTP/1.1 request, on a fresh connection unless `agent` is given; `chunks` are sent chunked. */
+function request(url: string, o: RequestOptions = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: o.method ?? 'GET', headers: o.headers ?? {}, agent: false }, (res) => {
+    const req = httpRequest(url, { method: o.method ?? 'GET', headers: o.headers ?? {}, agent: o.agent ?? false }, (res) => {
       const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+      res.on('data', (c: Buffer) => {
+        if (parts.length === 0 && o.stallMs) {
+          res.pause();
+          setTimeout(() => res.resume(), o.stallMs);
+        }
+        parts.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts), reusedSocket: req.reusedSocket }));
       res.on('error', reject);
     });
     req.on('error', reject); // no-op once resolved (the server may cut an oversized upload)
     for (const c of o.chunks ?? []) req.write(c);
     req.end(o.body);
   });
+}
+
+/**
+ * A GET whose response must break off: resolves with what arrived before the
+ * connection was cut, rejects if the response completes instead.
+ */
+function cutOff(url: string): Promise<{ status: number; headers: IncomingHttpHeaders; received: number }> {
+  return within(new Promise((resolve, reject) => {
+    const req = httpRequest(url, { agent: false }, (res: IncomingMessage) => {
+      let received = 0;
+      res.on('data', (c: Buffer) => { received += c.length; });
+      res.on('end', () => reject(new Error(`the response completed with ${received} bytes`)));
+      res.on('error', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, received }));
+    });
+    req.on('error', reject);
+    req.end();
+  }), 10_000, `cut-off response from ${url}`);
 }
 
 function connect(url: string): Promise<WebSocket> {
@@ -83,7 +119,9 @@ function fixture() {
   const slowEntered = deferred<void>();
   const slowAborted = deferred<void>();
   const sendResults: SendResult[] = [];
-  const produced = { count: 0, finished: deferred<void>() };
+  /** One record per /endless request: chunks produced, and when its iterator was closed. */
+  const endless: { count: number; finished: ReturnType<typeof deferred<void>> }[] = [];
+  const unread = { started: 0 };
   const drained = deferred<void>();
   const handler: HttpHandler = async (req, signal) => {
     if (req.path.startsWith('/echo')) {
@@ -93,13 +131,32 @@ function fixture() {
     }
     if (req.path === '/throw') throw new Error('secret-detail-42');
     if (req.path === '/stream') return { status: 200, body: blocks(Number(req.query.get('n'))) };
+    if (req.path === '/fixed') return { status: 200, headers: { 'content-type': 'text/plain' }, body: FIXED };
+    if (req.path === '/sized') {
+      // n blocks announced as `len` bytes (default: their real size).
+      const n = Number(req.query.get('n'));
+      const len = Number(req.query.get('len') ?? n * BLOCK.length);
+      return { status: 200, headers: { 'content-type': 'application/octet-stream' }, length: len, body: blocks(n) };
+    }
+    if (req.path === '/unread') {
+      const body = (async function* () { unread.started++; yield block(0); })();
+      return { status: 200, length: 3 << 20, body };
+    }
+    if (req.path === '/bodiless') {
+      return { status: Number(req.query.get('status')), headers: { etag: '"v1"' }, body: 'a body the status does not allow' };
+    }
+    if (req.path === '/badlength') return { status: 200, length: 5, body: 'abc' };
     if (req.path === '/big') return { status: 200, body: Buffer.concat(Array.from({ length: 256 }, (_, i) => block(i))) };
     if (req.path === '/endless') {
+      const produced = { count: 0, finished: deferred<void>() };
+      endless.push(produced);
+      const n = 100_000; // bounded: 6 GiB
       return {
         status: 200,
+        ...(req.query.has('sized') ? { length: n * BLOCK.length } : {}),
         body: (async function* () {
           try {
-            for (let i = 0; i < 100_000; i++, produced.count++) yield block(i); // bounded: 6 GiB
+            for (let i = 0; i < n; i++, produced.count++) yield block(i);
           } finally {
             produced.finished.resolve();
           }
@@ -139,7 +196,7 @@ function fixture() {
       drain: (c) => { if (c.bufferedAmount() === 0) drained.resolve(); },
     }),
   ];
-  return { logs, closes, slowEntered, slowAborted, sendResults, drained, produced, handler, ws };
+  return { logs, closes, slowEntered, slowAborted, sendResults, drained, endless, unread, handler, ws };
 }
 
 for (const kind of ['uws', 'node'] as const) {
@@ -229,18 +286,125 @@ for (const kind of ['uws', 'node'] as const) {
       assert.ok(r.body.equals(Buffer.concat(Array.from({ length: 256 }, (_, i) => block(i)))));
     });
 
-    it('streaming waits for a client that does not read, and stops the body when it leaves', { timeout: 20_000 }, async () => {
-      const req = httpRequest(`${server.url}/endless`, { agent: false });
-      req.on('error', () => {});
-      const res = await within(new Promise<import('node:http').IncomingMessage>((r) => req.on('response', r).end()), 5000, 'response');
-      res.pause();
-      await new Promise((r) => setTimeout(r, 400));
-      const early = f.produced.count;
-      await new Promise((r) => setTimeout(r, 400));
-      assert.equal(f.produced.count, early, 'producer kept going without backpressure');
-      assert.ok(early < 1000, `${early} chunks produced for a client that reads nothing`);
-      res.destroy();
-      await within(f.produced.finished.promise, 5000, 'body iterator closed');
+    for (const [how, query] of [['chunked', ''], ['with a length', '?sized']] as const) {
+      it(`streaming ${how} waits for a client that does not read, and stops the body when it leaves`, { timeout: 20_000 }, async () => {
+        const req = httpRequest(`${server.url}/endless${query}`, { agent: false });
+        req.on('error', () => {});
+        const res = await within(new Promise<IncomingMessage>((r) => req.on('response', r).end()), 5000, 'response');
+        const produced = f.endless.at(-1)!;
+        assert.equal(res.headers['content-length'], query ? String(100_000 * BLOCK.length) : undefined);
+        res.pause();
+        await new Promise((r) => setTimeout(r, 400));
+        const early = produced.count;
+        await new Promise((r) => setTimeout(r, 400));
+        assert.equal(produced.count, early, 'producer kept going without backpressure');
+        assert.ok(early < 1000, `${early} chunks produced for a client that reads nothing`);
+        res.destroy();
+        await within(produced.finished.promise, 5000, 'body iterator closed');
+      });
+    }
+
+    it('a streamed body with a length gets Content-Length, no chunked encoding, and exactly its 20 MiB, even past backpressure', { timeout: 60_000 }, async () => {
+      const want = createHash('sha256');
+      for (let i = 0; i < SIZED_BLOCKS; i++) want.update(block(i));
+      const r = await request(`${server.url}/sized?n=${SIZED_BLOCKS}`, { stallMs: 300 });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-length'], String(SIZED_BLOCKS * BLOCK.length));
+      assert.equal(r.headers['transfer-encoding'], undefined);
+      assert.equal(r.body.length, SIZED_BLOCKS * BLOCK.length);
+      assert.equal(createHash('sha256').update(r.body).digest('hex'), want.digest('hex'));
+    });
+
+    it('a streamed body with length 0 gets Content-Length: 0 and an empty body', async () => {
+      const r = await request(`${server.url}/sized?n=0&len=0`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-length'], '0');
+      assert.equal(r.headers['transfer-encoding'], undefined);
+      assert.equal(r.body.length, 0);
+    });
+
+    it('a streamed body yielding fewer bytes than its length has its connection cut (and logged), not a short 200', async () => {
+      const len = 10 * BLOCK.length;
+      const r = await cutOff(`${server.url}/sized?n=5&len=${len}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-length'], String(len));
+      assert.ok(r.received < len, `${r.received} bytes arrived`);
+      assert.ok(f.logs.includes(`http: response body of GET /sized ended after ${5 * BLOCK.length} of its ${len} bytes; connection aborted`), f.logs.join('\n'));
+    });
+
+    it('a streamed body yielding more bytes than its length has its connection cut before its last byte (and logged)', async () => {
+      const len = 2 * BLOCK.length;
+      const r = await cutOff(`${server.url}/sized?n=3&len=${len}`);
+      assert.equal(r.headers['content-length'], String(len));
+      assert.ok(r.received < len, `${r.received} bytes arrived: the client saw a complete response`);
+      assert.ok(f.logs.includes(`http: response body of GET /sized yielded at least ${3 * BLOCK.length} bytes, more than its length of ${len}; connection aborted`), f.logs.join('\n'));
+    });
+
+    it('a length that differs from a string body is a handler bug: 500 INTERNAL, logged', async () => {
+      const r = await request(`${server.url}/badlength`);
+      assert.equal(r.status, 500);
+      assert.deepEqual(JSON.parse(r.body.toString()), { code: 'INTERNAL', message: 'internal error' });
+      assert.ok(f.logs.some((l) => l.includes('response length 5 differs from the 3-byte body')));
+    });
+
+    it('HEAD of a string body gets its status, headers and Content-Length, and no body', async () => {
+      const r = await request(`${server.url}/fixed`, { method: 'HEAD' });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-type'], 'text/plain');
+      assert.equal(r.headers['content-length'], String(FIXED.length));
+      assert.equal(r.body.length, 0);
+    });
+
+    it('HEAD of a streamed body gets Content-Length from its length, no body, and never starts the iterable', async () => {
+      const r = await request(`${server.url}/unread`, { method: 'HEAD' });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-length'], String(3 << 20));
+      assert.equal(r.headers['transfer-encoding'], undefined);
+      assert.equal(r.body.length, 0);
+      assert.equal(f.unread.started, 0);
+    });
+
+    it('HEAD of a streamed body without a length gets no Content-Length and no body', async () => {
+      const r = await request(`${server.url}/stream?n=3`, { method: 'HEAD' });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['content-length'], undefined);
+      assert.equal(r.body.length, 0);
+    });
+
+    it('204 and 304 drop the body and send no Content-Length; the keep-alive connection stays in step', async () => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        const answers = [
+          await request(`${server.url}/bodiless?status=204`, { agent }),
+          await request(`${server.url}/bodiless?status=304`, { agent }),
+          await request(`${server.url}/bodiless?status=304`, { agent, method: 'HEAD' }),
+        ];
+        for (const r of answers) {
+          assert.equal(r.body.length, 0);
+          assert.equal(r.headers['content-length'], undefined);
+          assert.equal(r.headers['transfer-encoding'], undefined);
+          assert.equal(r.headers['etag'], '"v1"');
+        }
+        assert.deepEqual(answers.map((r) => r.status), [204, 304, 304]);
+        const after = await request(`${server.url}/fixed`, { agent });
+        assert.equal(after.body.toString(), FIXED);
+        assert.ok(after.reusedSocket);
+      } finally {
+        agent.destroy();
+      }
+    });
+
+    it('after HEAD answers the keep-alive connection serves the next request', async () => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        await request(`${server.url}/fixed`, { agent, method: 'HEAD' });
+        await request(`${server.url}/unread`, { agent, method: 'HEAD' });
+        const r = await within(request(`${server.url}/fixed`, { agent }), 5000, 'GET after HEAD');
+        assert.ok(r.reusedSocket);
+        assert.equal(r.body.toString(), FIXED);
+      } finally {
+        agent.destroy();
+      }
     });
 
     it('the abort signal fires when the client disconnects during a slow handler', async () => {

@@ -118,7 +118,7 @@ describe('codec', () => {
   }
 
   test('every message type has a round-trip sample', () => {
-    assert.equal(Object.keys(SAMPLES).length, 22);
+    assert.equal(Object.keys(SAMPLES).length, 30);
   });
 
   test('a batch of more than maxBatchRecords records is LIMIT_EXCEEDED naming the count and the limit', () => {
@@ -742,5 +742,30 @@ describe('Deadlines with a fake clock', () => {
     } finally {
       d.close();
     }
+  });
+});
+
+describe('upload messages', () => {
+  test('a chunk larger than maxChunkBytes is LIMIT_EXCEEDED naming the size and the limit', () => {
+    const limits = { ...DEFAULT_LIMITS, maxChunkBytes: 1024 };
+    assert.throws(() => decodeMessage(encode({ type: 'chunk', upload: ULID, offset: 0, data: Buffer.alloc(1025) }), limits),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'LIMIT_EXCEEDED' && e.message === 'chunk of 1025 bytes exceeds maxChunkBytes (1024)');
+  });
+
+  test('an empty chunk is MALFORMED_FRAME', () => {
+    assert.throws(() => decodeMessage(encode({ type: 'chunk', upload: ULID, offset: 0, data: Buffer.alloc(0) })),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'MALFORMED_FRAME' && e.message === 'chunk.data must not be empty');
+  });
+
+  test('an upload_end whose sha256 is not 32 bytes is MALFORMED_FRAME naming the field', () => {
+    assert.throws(() => decodeMessage(encode({ type: 'upload_end', upload: ULID, size: 1, sha256: Buffer.alloc(31), mtime: T })),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'MALFORMED_FRAME' && e.message === 'upload_end.sha256 (31 bytes) must be 32 bytes');
+  });
+
+  test('an upload_begin with a negative size or a mode beyond 0o7777 is MALFORMED_FRAME', () => {
+    assert.throws(() => decodeMessage(encode({ type: 'upload_begin', upload: ULID, job: ULID2, path: '/work/a', size: -1, mode: 0o644, mtime: T })),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'MALFORMED_FRAME' && /upload_begin\.size -1 must be an integer/.test(e.message));
+    assert.throws(() => decodeMessage(encode({ type: 'upload_begin', upload: ULID, job: ULID2, path: '/work/a', size: 1, mode: 0o10000, mtime: T })),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'MALFORMED_FRAME' && /upload_begin\.mode 4096 must be an integer from 0 to 4095/.test(e.message));
   });
 });

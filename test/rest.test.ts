@@ -103,8 +103,10 @@ describe('REST API refusals', () => {
 
     test('a `name` of the wrong type or shape is 400 naming "name"', async () => {
       assertError(await admin.call('POST', '/api/v1/jobs', { name: 7, target: 'local', tasks: task() }), 400, 'BAD_REQUEST', 'field "name" must be a string, got number');
-      assertError(await admin.call('POST', '/api/v1/jobs', { name: 'a|b', target: 'local', tasks: task() }), 400, 'BAD_REQUEST',
-        'field "name" "a|b" must be 1 to 128 of letters, digits, space, ".", "_", "-", "/"');
+      assertError(await admin.call('POST', '/api/v1/jobs', { name: 'a\u0007b', target: 'local', tasks: task() }), 400, 'BAD_REQUEST',
+        'field "name" "a\\u0007b" must be 1 to 128 printable characters, not starting or ending with a space');
+      assertError(await admin.call('POST', '/api/v1/jobs', { name: ' lead', target: 'local', tasks: task() }), 400, 'BAD_REQUEST',
+        'field "name" " lead" must be 1 to 128 printable characters, not starting or ending with a space');
     });
 
     test('a wrong-typed `tasks[0].script` is 400 naming "tasks[0].script"', async () => {

@@ -6,7 +6,8 @@ import { BadRequest, Conflict, Forbidden, NotFound } from '../errors.js';
 import { isTerminal } from '../jobs.js';
 import type { Router } from '../router.js';
 import { json, optBool, optInt, optStr, optStringArray, optStringMap, queryInt, readJson, str } from '../router.js';
-import type { JobRecord, JobState } from '../store/records.js';
+import type { DependencySpec, JobRecord, JobState, PublishSpec } from '../store/records.js';
+import { inputNameProblem } from '../artifacts/index.js';
 import type { Principal } from '../auth.js';
 import type { HttpRequest } from '../http/types.js';
 
@@ -20,7 +21,52 @@ export function jobJson(core: Core, j: JobRecord): Record<string, unknown> {
     tasks: j.tasks.map((t) => ({ name: t.name, script: t.script, env: t.env, envClear: t.envClear, workdir: t.workdir ?? null, uid: t.uid ?? null, gid: t.gid ?? null })),
     submittedAt: j.submittedAt, assignedAt: j.assignedAt, endedAt: j.endedAt, reason: j.reason, cancelRequested: j.cancelRequested,
     lastEvent: core.events.lastSeq(j.id),
+    inputs: j.inputs ?? [], dependencies: j.dependencies ?? {}, publish: j.publish ?? [],
   };
+}
+
+/** `inputs`: names of files the owner will upload before the job runs. */
+function parseInputs(body: Record<string, unknown>): string[] {
+  const names = optStringArray(body, 'inputs', 100) ?? [];
+  for (const [i, n] of names.entries()) {
+    const bad = inputNameProblem(n);
+    if (bad) throw new BadRequest(`field "inputs[${i}]": input name ${bad}`, 'BAD_INPUT_NAME');
+  }
+  if (new Set(names).size !== names.length) throw new BadRequest('field "inputs" names the same input twice');
+  return names;
+}
+
+/**
+ * `dependencies`: {NAME: {job, copyOutputs, onCompleted, onFailed}}. A job
+ * file's `[dependencies.NAME]` entries must each be mapped to a job id here.
+ * The job depended on must exist and be visible, so no cycle can be made.
+ */
+function parseDependencies(core: Core, me: Principal, body: Record<string, unknown>, declared: Record<string, { job: string; copyOutputs: boolean }>): Record<string, DependencySpec> {
+  const raw = body.dependencies ?? {};
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new BadRequest('field "dependencies" must be an object of {job, copyOutputs, onCompleted, onFailed}');
+  const entries = Object.entries(raw as Record<string, unknown>);
+  if (entries.length > 100) throw new BadRequest('field "dependencies" must have at most 100 entries');
+  const out: Record<string, DependencySpec> = {};
+  for (const [name, v] of entries) {
+    const at = `dependencies.${name}`;
+    const bad = inputNameProblem(name);
+    if (bad) throw new BadRequest(`field "${at}": dependency name ${bad}`, 'BAD_INPUT_NAME');
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new BadRequest(`field "${at}" must be an object with "job"`);
+    const o = v as Record<string, unknown>;
+    const id = parseJobId(str(o, 'job', { max: 26 }));
+    const prior = core.jobs.get(id);
+    if (!prior || !maySee(me, prior)) throw new BadRequest(`field "${at}.job": job ${id} does not exist`, 'UNKNOWN_JOB');
+    out[name] = {
+      job: id,
+      copyOutputs: sub(() => optBool(o, 'copyOutputs'), `${at}.copyOutputs`) ?? declared[name]?.copyOutputs ?? false,
+      onCompleted: sub(() => optBool(o, 'onCompleted'), `${at}.onCompleted`) ?? true,
+      onFailed: sub(() => optBool(o, 'onFailed'), `${at}.onFailed`) ?? false,
+    };
+  }
+  for (const [name, d] of Object.entries(declared)) {
+    if (!out[name]) throw new BadRequest(`the job file declares dependency ${JSON.stringify(name)} (on job ${JSON.stringify(d.job)}); map it to a job id in "dependencies.${name}.job"`, 'UNMAPPED_DEPENDENCY');
+  }
+  return out;
 }
 
 function visibleJob(core: Core, me: Principal, raw: string): JobRecord {
@@ -87,6 +133,8 @@ export function jobRoutes(core: Core, r: Router): void {
     let outputRules = optStringArray(body, 'outputRules', 256) ?? [];
     const env = optStringMap(body, 'env') ?? {};
     let buildomat = false;
+    let publish: PublishSpec[] = [];
+    let declaredDeps: Record<string, { job: string; copyOutputs: boolean }> = {};
     const jobFile = optStr(body, 'jobFile', 1 << 20);
     if (jobFile !== undefined) {
       if (body.tasks !== undefined) throw new BadRequest('fields "jobFile" and "tasks" cannot both be given');
@@ -100,6 +148,8 @@ export function jobRoutes(core: Core, r: Router): void {
       name ??= jf.name;
       target ??= jf.target;
       outputRules = jf.outputRules.map((o) => o.rule);
+      publish = jf.publish.map((p) => ({ fromOutput: p.fromOutput, series: p.series, name: p.name }));
+      declaredDeps = { ...jf.dependencies };
       tasks = [{ name: 'default', script: jobFile, env: { ...jf.env, ...env }, envClear: false }];
       buildomat = true;
     } else {
@@ -107,7 +157,8 @@ export function jobRoutes(core: Core, r: Router): void {
       for (const t of tasks) t.env = { ...env, ...t.env };
     }
     if (name === undefined) throw new BadRequest('field "name" must be a string and is missing');
-    if (!/^[A-Za-z0-9][A-Za-z0-9._\-/ ]{0,127}$/.test(name)) throw new BadRequest(`field "name" ${JSON.stringify(name)} must be 1 to 128 of letters, digits, space, ".", "_", "-", "/"`);
+    // Real buildomat job names carry spaces and brackets ("build (illumos)"); refuse only what breaks logs and URLs.
+    if (!/^[^\s\p{C}](?:[^\p{C}]{0,126}[^\s\p{C}])?$/u.test(name)) throw new BadRequest(`field "name" ${JSON.stringify(name)} must be 1 to 128 printable characters, not starting or ending with a space`);
     if (target === undefined) throw new BadRequest('field "target" must be a string and is missing');
     parseName(target, 'target');
     for (const [i, rule] of outputRules.entries()) {
@@ -118,18 +169,22 @@ export function jobRoutes(core: Core, r: Router): void {
         throw err;
       }
     }
+    const inputs = parseInputs(body);
+    const dependencies = parseDependencies(core, me, body, declaredDeps);
     const maxS = optInt(body, 'maxRuntimeSeconds', 1, Math.floor(core.config.maxRuntimeMs / 1000));
     const tags = optStringMap(body, 'tags', 64) ?? {};
     const runTarget = resolveTarget(core, me, target);
     const job = core.jobs.create({
       name, owner: me.user.id, target, runTarget, tasks, outputRules, tags, buildomat,
-      maxRuntimeMs: maxS !== undefined ? maxS * 1000 : core.config.maxRuntimeMs,
+      maxRuntimeMs: maxS !== undefined ? maxS * 1000 : core.config.maxRuntimeMs, inputs, dependencies, publish,
     });
     // Scheduling may start before the insert commits: the store applies writes in order, so an
     // assignment can never commit before its job, and the agent hears of it only after that.
     const committed = core.jobs.insert(job);
-    core.scheduler.enqueue(job);
+    if (job.state === 'queued') core.scheduler.enqueue(job);
     await committed;
+    // Dependencies may all have ended already (and a job with neither inputs nor open dependencies queues now).
+    if (job.state === 'waiting') await core.jobs.evaluateWaiting(job.id);
     return json(201, jobJson(core, job));
   });
 

@@ -11,6 +11,8 @@ import { checkRoutes, type RunningServer, type ServerOptions } from './types.js'
 import { createUwsServer, type UwsServer } from './uws-server.js';
 
 export type * from './types.js';
+/** Serving stored files (validators, conditional requests, byte ranges, safe content types). */
+export { contentTypeOf, serveBlob, type BlobSource } from './ranges.js';
 
 /**
  * Starts an HTTP + WebSocket server on `opts.host:opts.port`.

@@ -11,8 +11,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
-  IdleSweeper, SHUTDOWN_REASON, addHeader, checkResponse, checkRoutes, closeArgs, describeError, dispose, errorJson,
-  guard, internalJson, isStream, tooLargeJson, urlOf,
+  BodyLengthError, IdleSweeper, SHUTDOWN_REASON, addHeader, announcedLength, checkResponse, checkRoutes, closeArgs,
+  describeError, dispose, errorJson, exactBody, guard, internalJson, isBodiless, isStream, tooLargeJson, urlOf,
   type HttpRequest, type HttpResponse, type IdleTracked, type RunningServer, type SendResult, type ServerOptions,
   type WsConnection, type WsRoute,
 } from './types.js';
@@ -297,19 +297,26 @@ export class NodeServer implements RunningServer {
     res.statusCode = r.status;
     for (const [k, v] of headers) res.setHeader(k, v);
     const body = r.body;
-    if (!isStream(body)) {
-      const buf = typeof body === 'string' ? Buffer.from(body) : body ?? EMPTY;
-      res.setHeader('content-length', buf.byteLength);
-      res.end(buf); // node leaves the body out for HEAD
-      return;
-    }
-    if (req.method === 'HEAD') {
+    const length = announcedLength(r);
+    if (req.method === 'HEAD' || isBodiless(r.status)) {
       dispose(body);
+      // node would still send a Content-Length set here on a 204/304, so only set an allowed one.
+      if (length !== undefined) res.setHeader('content-length', length);
       res.end();
       return;
     }
+    if (!isStream(body)) {
+      res.setHeader('content-length', length ?? 0);
+      res.end(typeof body === 'string' ? Buffer.from(body) : body ?? EMPTY);
+      return;
+    }
+    let chunks: AsyncIterable<Uint8Array> = body;
+    if (length !== undefined) {
+      res.setHeader('content-length', length);
+      chunks = exactBody(body, length);
+    }
     try {
-      for await (const chunk of body) {
+      for await (const chunk of chunks) {
         if (res.destroyed) break;
         if (chunk.byteLength === 0) continue;
         if (!res.write(chunk)) await writable(res);
@@ -317,8 +324,10 @@ export class NodeServer implements RunningServer {
       }
     } catch (err) {
       if (signal.aborted) return;
-      this.#log(`http: response body failed: ${describeError(err)}`);
-      res.destroy(); // headers are out: the client must see a broken response
+      this.#log(err instanceof BodyLengthError
+        ? `http: response body of ${req.method} ${req.path} ${err.message}; connection aborted`
+        : `http: response body failed: ${describeError(err)}`);
+      res.destroy(); // headers may be out: the client must see a broken response, not a wrong one
       return;
     }
     if (!res.destroyed) res.end();

@@ -31,7 +31,19 @@ export interface HttpRequest {
  *
  * `content-length`, `transfer-encoding` and `connection` headers are managed by
  * the transport and ignored when given: string and `Uint8Array` bodies get a
- * `Content-Length`, `AsyncIterable` bodies are streamed chunked with backpressure.
+ * `Content-Length`; `AsyncIterable` bodies are streamed with backpressure, with
+ * `Content-Length: length` when {@link HttpResponse.length} is set and chunked
+ * otherwise.
+ *
+ * A `HEAD` request gets the status and headers the `GET` would get, including
+ * `Content-Length` when it is known (`length`, or the size of a string or
+ * `Uint8Array` body), and no body; a streamed body is then closed unread.
+ * 1xx, 204 and 304 answers never carry a body or a `Content-Length`: their body
+ * is dropped (a streamed one closed unread).
+ *
+ * @example
+ * // A 1 GiB download that is never held in memory:
+ * return { status: 200, headers: { 'content-type': 'application/gzip' }, length: size, body: readChunks(file) };
  */
 export interface HttpResponse {
   /** HTTP status code (100-999). */
@@ -40,6 +52,15 @@ export interface HttpResponse {
   headers?: Record<string, string>;
   /** Response body; omitted means empty. */
   body?: string | Uint8Array | AsyncIterable<Uint8Array>;
+  /**
+   * The body's exact size in bytes, a non-negative safe integer. With a streamed
+   * body it is sent as `Content-Length` (no chunked encoding), and a body that
+   * yields more or fewer bytes gets its connection aborted (and logged) rather
+   * than sent as a complete but wrong response. With a string or `Uint8Array`
+   * body (or none: 0 bytes) it must equal the body's size; a mismatch, like an
+   * invalid value, is a handler bug answered 500.
+   */
+  length?: number;
 }
 
 /**
@@ -160,11 +181,17 @@ const MANAGED = new Set(['content-length', 'transfer-encoding', 'connection']);
 /**
  * @internal Validates a handler response and returns its headers as
  * lower-case `[name, value]` pairs without transport-managed headers.
- * Throws on an invalid status or header (so the caller answers 500).
+ * Throws on an invalid status, header or length (so the caller answers 500).
  */
 export function checkResponse(r: HttpResponse): [string, string][] {
   if (typeof r !== 'object' || r === null || !Number.isInteger(r.status) || r.status < 100 || r.status > 999) {
     throw new Error(`invalid response status ${String((r as { status?: unknown } | null)?.status)}`);
+  }
+  if (r.length !== undefined) {
+    if (!Number.isSafeInteger(r.length) || r.length < 0) throw new Error(`invalid response length ${String(r.length)}`);
+    if (!isStream(r.body) && r.length !== byteLength(r.body)) {
+      throw new Error(`response length ${r.length} differs from the ${byteLength(r.body)}-byte body`);
+    }
   }
   const out: [string, string][] = [];
   for (const [k, v] of Object.entries(r.headers ?? {})) {
@@ -180,6 +207,67 @@ export function checkResponse(r: HttpResponse): [string, string][] {
 /** @internal True when `body` is to be streamed. */
 export function isStream(body: HttpResponse['body']): body is AsyncIterable<Uint8Array> {
   return typeof body === 'object' && body !== null && !(body instanceof Uint8Array) && Symbol.asyncIterator in body;
+}
+
+/** @internal Size of a string or `Uint8Array` body (an omitted body is empty). */
+export function byteLength(body: string | Uint8Array | undefined): number {
+  return typeof body === 'string' ? Buffer.byteLength(body) : body?.byteLength ?? 0;
+}
+
+/**
+ * @internal The `Content-Length` a response announces, or undefined when it
+ * has none: bodiless statuses (RFC 9110 forbids it for 1xx and 204, and for
+ * 304 it would have to be the 200's length, which is not worth the risk of a
+ * wrong one) and streams of unknown length.
+ */
+export function announcedLength(r: HttpResponse): number | undefined {
+  if (isBodiless(r.status)) return undefined;
+  if (r.length !== undefined) return r.length;
+  return isStream(r.body) ? undefined : byteLength(r.body);
+}
+
+/** @internal True for statuses whose responses never have a body (RFC 9110 6.4.1). */
+export const isBodiless = (status: number): boolean => status < 200 || status === 204 || status === 304;
+
+/** @internal A streamed body that yielded more or fewer bytes than its declared length. */
+export class BodyLengthError extends Error {}
+
+/**
+ * @internal Yields the non-empty chunks of a streamed body that must be exactly
+ * `length` bytes, or throws {@link BodyLengthError} instead of yielding bytes
+ * that would make a wrong response: before a chunk that overshoots, before the
+ * final chunk when the body has more (it looks one chunk ahead, since that
+ * chunk completes the response for the client), and at the end when short.
+ * Closes `body` when stopped early.
+ */
+export async function* exactBody(body: AsyncIterable<Uint8Array>, length: number): AsyncGenerator<Uint8Array, void, undefined> {
+  const it = body[Symbol.asyncIterator]();
+  let finished = false;
+  const next = async (): Promise<Uint8Array | undefined> => {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) { finished = true; return undefined; }
+      if (r.value.byteLength > 0) return r.value;
+    }
+  };
+  const over = (n: number): BodyLengthError => new BodyLengthError(`yielded at least ${n} bytes, more than its length of ${length}`);
+  let sent = 0;
+  try {
+    for (let chunk = await next(); chunk !== undefined; chunk = await next()) {
+      const total = sent + chunk.byteLength;
+      if (total > length) throw over(total);
+      if (total === length) {
+        const extra = await next();
+        if (extra !== undefined) throw over(total + extra.byteLength);
+      }
+      sent = total;
+      yield chunk;
+      if (finished) break;
+    }
+  } finally {
+    if (!finished) await Promise.resolve(it.return?.()).catch(() => {});
+  }
+  if (sent !== length) throw new BodyLengthError(`ended after ${sent} of its ${length} bytes`);
 }
 
 /** @internal Closes a streamed body the transport will not read (client gone, HEAD). */

@@ -13,8 +13,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import {
-  IdleSweeper, SHUTDOWN_REASON, addHeader, checkResponse, checkRoutes, closeArgs, describeError, dispose, errorJson,
-  guard, internalJson, isStream, isUpgrade, tooLargeJson, urlOf,
+  BodyLengthError, IdleSweeper, SHUTDOWN_REASON, addHeader, announcedLength, checkResponse, checkRoutes, closeArgs,
+  describeError, dispose, errorJson, exactBody, guard, internalJson, isBodiless, isStream, isUpgrade, tooLargeJson, urlOf,
   type HttpRequest, type HttpResponse, type IdleTracked, type RunningServer, type SendResult, type ServerOptions,
   type WsConnection, type WsRoute,
 } from './types.js';
@@ -349,15 +349,17 @@ export class UwsServer implements RunningServer {
       for (const [k, v] of headers) res.writeHeader(k, v);
     };
     const body = r.body;
-    if (req.method === 'HEAD') {
+    if (req.method === 'HEAD' || isBodiless(r.status)) {
       dispose(body);
-      const n = isStream(body) ? -1 : typeof body === 'string' ? Buffer.byteLength(body) : body?.byteLength ?? 0;
+      const n = announcedLength(r);
       // endWithoutBody(n) leaves uWS waiting for n body bytes (the keep-alive socket stalls), so
       // the length goes in as a plain header.
-      res.cork(() => { head(); if (n >= 0) res.writeHeader('content-length', String(n)); res.endWithoutBody(); });
+      res.cork(() => { head(); if (n !== undefined) res.writeHeader('content-length', String(n)); res.endWithoutBody(); });
       return void this.#pending.delete(p);
     }
-    if (isStream(body)) return this.#stream(p, head, body);
+    if (isStream(body)) {
+      return r.length === undefined ? this.#stream(p, head, body) : this.#streamExact(p, req, head, body, r.length);
+    }
     const buf = typeof body === 'string' ? Buffer.from(body) : body ?? EMPTY;
     const total = buf.byteLength;
     // tryEnd sends what the socket takes now (Content-Length: total) and the
@@ -381,6 +383,57 @@ export class UwsServer implements RunningServer {
       });
     }
     if (!p.aborted) this.#pending.delete(p);
+  }
+
+  /**
+   * Streams exactly `length` bytes under `Content-Length`, pulling the next
+   * chunk only once uWS has taken the current one. tryEnd writes what the
+   * socket takes now and keeps nothing; the rest of the chunk is offered again
+   * from onWritable, whose offset says how much of the body has gone out.
+   */
+  async #streamExact(p: Pending, req: HttpRequest, head: () => void, body: AsyncIterable<Uint8Array>, length: number): Promise<void> {
+    const { res } = p;
+    let chunk: Uint8Array = EMPTY;
+    let chunkOffset = 0; // body offset at which `chunk` starts
+    let done = false;
+    // A completed response must leave #pending at once: close() would touch it.
+    const finish = (): void => { if (done) this.#pending.delete(p); };
+    res.onWritable((offset) => {
+      let ok = false;
+      res.cork(() => { [ok, done] = res.tryEnd(chunk.subarray(offset - chunkOffset), length); });
+      finish();
+      if (ok || done) { const w = p.wake; p.wake = null; w?.(); }
+      return ok;
+    });
+    res.cork(head);
+    try {
+      for await (const c of exactBody(body, length)) {
+        if (p.aborted) break;
+        let ok = false;
+        res.cork(() => {
+          chunkOffset = res.getWriteOffset();
+          [ok, done] = res.tryEnd(c, length);
+        });
+        finish();
+        if (!ok && !done) {
+          chunk = c;
+          await new Promise<void>((resolve) => { p.wake = resolve; });
+          chunk = EMPTY;
+        }
+        if (p.aborted) break;
+      }
+    } catch (err) {
+      if (p.aborted) return;
+      this.#log(err instanceof BodyLengthError
+        ? `http: response body of ${req.method} ${req.path} ${err.message}; connection aborted`
+        : `http: response body failed: ${describeError(err)}`);
+      res.close(); // headers are out: the client must see a broken response, not a wrong one
+      return;
+    }
+    if (p.aborted) return;
+    // A zero-length body never reaches tryEnd, which is what sends Content-Length.
+    if (!done) res.cork(() => res.end());
+    this.#pending.delete(p);
   }
 
   /** Streams chunked, pulling the next chunk only when uWS has no backpressure. */

@@ -85,10 +85,12 @@ export function startLocalFactory(o: LocalFactoryOptions): LocalFactory {
           BUILDWIRE_URL: o.url, BUILDWIRE_COORDINATOR_KEY: Buffer.from(o.coordinatorKey).toString('base64'),
           BUILDWIRE_WORKER_ID: lease.worker, BUILDWIRE_BOOTSTRAP: lease.credential,
           BUILDWIRE_AGENT_STATE: join(dir, 'state'), BUILDWIRE_WORK_ROOT: join(dir, 'work'),
+          // Agents share this host: each job's inputs go beside its work directory, never /input.
+          BUILDWIRE_INPUT_DIR: 'shared',
         },
       });
     } catch (err) {
-      rmSync(dir, { recursive: true, force: true });
+      removeDir(dir, log);
       client.send({ type: 'lease_failed', worker: lease.worker, reason: `could not start an agent: ${(err as Error).message}` });
       return;
     }
@@ -103,7 +105,7 @@ export function startLocalFactory(o: LocalFactoryOptions): LocalFactory {
     child.on('error', (err) => log(`worker ${lease.worker}: ${err.message}`));
     child.on('exit', (code, signal) => {
       slots.delete(lease.worker);
-      rmSync(dir, { recursive: true, force: true });
+      removeDir(dir, log);
       if (!slot.destroyRequested && code !== 0) log(`worker ${lease.worker}: agent exited with ${signal ?? code}`);
       client.send({ type: 'destroyed', worker: lease.worker });
       capacity();
@@ -164,4 +166,17 @@ export function startLocalFactory(o: LocalFactoryOptions): LocalFactory {
   }
 
   return { client, running: () => slots.size, done, close, [Symbol.asyncDispose]: close };
+}
+
+/**
+ * Removes a worker's directory. A process a job left behind (outside its
+ * process group) may still be writing there; that must not take the
+ * factory down, so retry briefly, then log and leave it.
+ */
+function removeDir(dir: string, log: (l: string) => void): void {
+  try {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch (err) {
+    log(`could not remove ${dir}: ${(err as Error).message}`);
+  }
 }
