@@ -42,6 +42,8 @@ export interface CoordinatorConfig {
   jobRetentionDays: number;
   /** S3-compatible archive for blobs, or null. */
   archive: ArchiveConfig | null;
+  /** Whether the web pages may be read without signing in (private jobs stay hidden). */
+  anonymousRead: boolean;
   log: (line: string) => void;
 }
 
@@ -64,13 +66,14 @@ export const DEFAULTS: Omit<CoordinatorConfig, 'dataDir' | 'log'> = {
   maxArtifactBytes: 0,
   jobRetentionDays: 0,
   archive: null,
+  anonymousRead: false,
 };
 
-const KEYS: Record<string, 'string' | 'int' | 'limits' | 'archive'> = {
+const KEYS: Record<string, 'string' | 'int' | 'bool' | 'limits' | 'archive'> = {
   host: 'string', port: 'int', data_dir: 'string', public_url: 'string', heartbeat_ms: 'int', idle_timeout_seconds: 'int',
   worker_lost_grace_ms: 'int', lease_ms: 'int', credential_ttl_ms: 'int', max_runtime_ms: 'int', max_body_bytes: 'int',
   max_wait_ms: 'int', server: 'string', limits: 'limits', max_output_bytes: 'int', max_artifact_bytes: 'int', job_retention_days: 'int',
-  archive: 'archive',
+  archive: 'archive', anonymous_read: 'bool',
 };
 
 /** A config file problem, naming the file, key and rule. */
@@ -106,6 +109,7 @@ export function configFrom(raw: Record<string, unknown>, where: string, log: (l:
     const kind = KEYS[k];
     if (!kind) throw new ConfigError(`${where}: unknown key "${k}" (known: ${Object.keys(KEYS).join(', ')})`);
     if (kind === 'string' && typeof v !== 'string') throw new ConfigError(`${where}: "${k}" must be a string, got ${JSON.stringify(v)}`);
+    if (kind === 'bool' && typeof v !== 'boolean') throw new ConfigError(`${where}: "${k}" must be true or false, got ${JSON.stringify(v)}`);
     if (kind === 'int' && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) {
       throw new ConfigError(`${where}: "${k}" must be a non-negative integer, got ${JSON.stringify(v)}`);
     }
@@ -151,6 +155,7 @@ export function configFrom(raw: Record<string, unknown>, where: string, log: (l:
       throw new ConfigError(`${where}: [limits]: ${(err as Error).message}`);
     }
   }
+  if (raw.anonymous_read !== undefined) cfg.anonymousRead = raw.anonymous_read as boolean;
   if (raw.archive !== undefined) {
     try {
       cfg.archive = parseArchiveConfig(raw.archive, where);

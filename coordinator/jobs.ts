@@ -7,7 +7,7 @@ import { TERMINAL_JOB_STATES } from './store/records.js';
 
 /** What a submission carries once validated: the job record's own fields. */
 export type NewJob = Pick<JobRecord, 'name' | 'owner' | 'target' | 'runTarget' | 'tasks' | 'outputRules' | 'tags' | 'buildomat' | 'maxRuntimeMs'>
-  & Partial<Pick<JobRecord, 'inputs' | 'dependencies' | 'publish'>>;
+  & Partial<Pick<JobRecord, 'inputs' | 'dependencies' | 'publish' | 'private'>>;
 
 /** How often the expiry pass runs when `job_retention_days` is set. */
 const EXPIRY_PERIOD_MS = 3600_000;
@@ -70,6 +70,7 @@ export class Jobs {
       ...(n.inputs?.length ? { inputs: n.inputs } : {}),
       ...(n.dependencies && Object.keys(n.dependencies).length > 0 ? { dependencies: n.dependencies } : {}),
       ...(n.publish?.length ? { publish: n.publish } : {}),
+      ...(n.private ? { private: true } : {}),
     };
   }
 

@@ -21,7 +21,7 @@ export function jobJson(core: Core, j: JobRecord): Record<string, unknown> {
     tasks: j.tasks.map((t) => ({ name: t.name, script: t.script, env: t.env, envClear: t.envClear, workdir: t.workdir ?? null, uid: t.uid ?? null, gid: t.gid ?? null })),
     submittedAt: j.submittedAt, assignedAt: j.assignedAt, endedAt: j.endedAt, reason: j.reason, cancelRequested: j.cancelRequested,
     lastEvent: core.events.lastSeq(j.id),
-    inputs: j.inputs ?? [], dependencies: j.dependencies ?? {}, publish: j.publish ?? [],
+    inputs: j.inputs ?? [], dependencies: j.dependencies ?? {}, publish: j.publish ?? [], private: j.private === true,
   };
 }
 
@@ -177,6 +177,7 @@ export function jobRoutes(core: Core, r: Router): void {
     const job = core.jobs.create({
       name, owner: me.user.id, target, runTarget, tasks, outputRules, tags, buildomat,
       maxRuntimeMs: maxS !== undefined ? maxS * 1000 : core.config.maxRuntimeMs, inputs, dependencies, publish,
+      private: optBool(body, 'private') ?? false,
     });
     // Scheduling may start before the insert commits: the store applies writes in order, so an
     // assignment can never commit before its job, and the agent hears of it only after that.

@@ -35,6 +35,8 @@ export interface JobRecord {
   /** Why the job ended as it did, in words. */
   reason: string | null;
   cancelRequested: boolean;
+  /** Hidden from anonymous readers of the web pages (when `anonymous_read` is on). */
+  private?: boolean;
   /** Named inputs the job waits for (absent on records written before artifacts). */
   inputs?: string[];
   /** Jobs this one waits for, by dependency name. */
@@ -129,6 +131,16 @@ export interface PublishedRecord {
   size: number;
   publishedAt: number;
 
+}
+
+/** A signed-in web session. Key: SHA-256 hex of the session id in the cookie. */
+export interface SessionRecord {
+  v: 1;
+  user: UserId;
+  /** Random; admin forms must echo it (CSRF). */
+  csrf: string;
+  createdAt: number;
+  expiresAt: number;
 }
 
 /** A worker's stage. */

@@ -3,7 +3,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type {
-  BlobRecord, FactoryRecord, InputRecord, JobRecord, OutputRecord, PublishedRecord, StoreValue, TargetRecord, TokenRecord, UploadRecord, UserRecord,
+  BlobRecord, FactoryRecord, SessionRecord, InputRecord, JobRecord, OutputRecord, PublishedRecord, StoreValue, TargetRecord, TokenRecord, UploadRecord, UserRecord,
   WorkerRecord,
 } from './records.js';
 
@@ -12,7 +12,7 @@ import type {
  * an upgrade step whenever a database or record layout changes; steps run
  * once, in order, when the store is opened. Never edit a step that shipped.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** The named databases. Keys are in comments. */
 export interface Databases {
@@ -63,6 +63,8 @@ export interface Databases {
   completedByName: Database<number, [string, string, string]>;
   /** sha256 hex → 1: blobs waiting to be copied to the archive */
   archiveQueue: Database<number, string>;
+  /** SHA-256 hex of a web session id → SessionRecord */
+  sessions: Database<SessionRecord, string>;
 }
 
 type Upgrade = (dbs: Databases) => void;
@@ -72,6 +74,8 @@ const UPGRADES: Upgrade[] = [
   // 0 → 1: the first layout; nothing to convert.
   () => {},
   // 1 → 2: artifacts (outputs, inputs, blobs, uploads, dependencies, publishing); new databases start empty.
+  () => {},
+  // 2 → 3: web sessions; the new database starts empty.
   () => {},
 ];
 
@@ -111,6 +115,7 @@ export function openStore(dir: string): Databases {
     published: env.openDB({ name: 'published', ...structured }),
     completedByName: env.openDB({ name: 'completed-by-name', ...structured }),
     archiveQueue: env.openDB({ name: 'archive-queue', ...structured }),
+    sessions: env.openDB({ name: 'sessions', ...structured }),
   };
   const current = (dbs.meta.get('schemaVersion') as number | undefined) ?? 0;
   if (current > SCHEMA_VERSION) {
