@@ -171,7 +171,15 @@ refused it for good (e.g. a spent credential); 1 on an error, 64 on bad usage,
     const { runAgent } = await import('../agent/index.js');
     let agent;
     try {
-      agent = runAgent({ ...base, workRoot, log: (l) => logLine(`agent: ${l}`), ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}) });
+      // Same meaning as buildwire-agent's BUILDWIRE_INPUT_DIR (docs/configuration.md): auto, shared or an absolute path.
+      const inputDir = process.env.BUILDWIRE_INPUT_DIR;
+      if (inputDir !== undefined && inputDir !== '' && inputDir !== 'auto' && inputDir !== 'shared' && !inputDir.startsWith('/')) {
+        throw new UsageError(`BUILDWIRE_INPUT_DIR must be auto, shared or an absolute path, got ${JSON.stringify(inputDir)}`, cmd);
+      }
+      agent = runAgent({
+        ...base, workRoot, log: (l) => logLine(`agent: ${l}`), ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}),
+        ...(inputDir ? { inputDir } : {}),
+      });
     } catch (err) {
       throw new CliError((err as Error).message);
     }

@@ -12,6 +12,8 @@ export interface FlagDef {
   kind: 'boolean' | 'string' | 'multiple';
   /** Shown in help: `--name NAME`. */
   value?: string;
+  /** A one-letter alias written `-x` (e.g. `-i` for `--input`), for flags typed often. */
+  short?: string;
   help: string;
 }
 
@@ -102,9 +104,18 @@ export function parseArgv(argv: readonly string[], spec: FlagSpec, argNames: rea
       args.push(tok);
       continue;
     }
-    if (!tok.startsWith('--')) throw new UsageError(`unknown flag ${JSON.stringify(tok)}: flags are written --name (known: ${known(spec)})`, command);
-    const eq = tok.indexOf('=');
-    const name = tok.slice(2, eq < 0 ? undefined : eq);
+    let name: string;
+    let eq: number;
+    if (tok.startsWith('--')) {
+      eq = tok.indexOf('=');
+      name = tok.slice(2, eq < 0 ? undefined : eq);
+    } else {
+      // Only a declared one-letter alias, alone (`-i VALUE`): bundles like `-xv` and `-iVALUE` are refused rather than guessed at.
+      const alias = Object.entries(spec).find(([, d]) => d.short !== undefined && `-${d.short}` === tok);
+      if (!alias) throw new UsageError(`unknown flag ${JSON.stringify(tok)}: flags are written --name${shorts(spec)} (known: ${known(spec)})`, command);
+      name = alias[0];
+      eq = -1;
+    }
     const def = spec[name];
     if (!def) throw new UsageError(`unknown flag --${name} for 'buildwire ${command}' (known: ${known(spec)})`, command);
     let value: string;
@@ -135,6 +146,11 @@ export function parseArgv(argv: readonly string[], spec: FlagSpec, argNames: rea
     str: (n) => values.get(n)?.[0],
     all: (n) => values.get(n) ?? [],
   };
+}
+
+function shorts(spec: FlagSpec): string {
+  const list = Object.values(spec).filter((d) => d.short !== undefined).map((d) => `-${d.short}`);
+  return list.length > 0 ? ` or ${list.join(', ')}` : '';
 }
 
 function known(spec: FlagSpec): string {
@@ -183,7 +199,7 @@ export function parsePositiveInt(raw: string, flag: string, command: string): nu
 export function commandHelp(cmd: Command): string {
   const lines = [`Usage: buildwire ${cmd.usage}`, '', cmd.description.trim(), ''];
   const section = (title: string, spec: FlagSpec) => {
-    const rows = Object.entries(spec).map(([n, d]) => [`--${n}${d.value ? ` ${d.value}` : ''}${d.kind === 'multiple' ? ' (repeatable)' : ''}`, d.help] as const);
+    const rows = Object.entries(spec).map(([n, d]) => [`${d.short !== undefined ? `-${d.short}, ` : ''}--${n}${d.value ? ` ${d.value}` : ''}${d.kind === 'multiple' ? ' (repeatable)' : ''}`, d.help] as const);
     if (rows.length === 0) return;
     const w = Math.max(...rows.map(([l]) => l.length));
     lines.push(`${title}:`, ...rows.map(([l, h]) => `  ${l.padEnd(w)}  ${h}`), '');

@@ -54,37 +54,101 @@ export class ApiClient {
     return this.request<T>('PUT', path, body, o);
   }
 
+  /** DELETE, returning the parsed JSON body (undefined when the answer has none). */
+  delete<T>(path: string, o: RequestOptions = {}): Promise<T> {
+    return this.request<T>('DELETE', path, undefined, o);
+  }
+
+  /**
+   * PUT raw bytes as `application/octet-stream` (input chunks), returning the
+   * parsed JSON answer.
+   *
+   * @example
+   * const { offset } = await api.putBytes<{ offset: number }>(`/api/v1/jobs/${id}/inputs/src`, chunk, { offset: 0 });
+   */
+  putBytes<T>(path: string, bytes: Uint8Array, query: Query, o: RequestOptions = {}): Promise<T> {
+    return this.#send<T>('PUT', path, { bytes, contentType: 'application/octet-stream' }, { ...o, query });
+  }
+
   /**
    * One request. Resolves with the JSON body of a 2xx answer; rejects with
    * ApiError for an error answer and ConnectionError when there is no answer.
    */
-  async request<T>(method: string, path: string, body: unknown, o: RequestOptions = {}): Promise<T> {
+  request<T>(method: string, path: string, body: unknown, o: RequestOptions = {}): Promise<T> {
+    return this.#send<T>(method, path, body === undefined ? undefined : { bytes: Buffer.from(JSON.stringify(body)), contentType: 'application/json' }, o);
+  }
+
+  /**
+   * A GET whose body the caller streams (downloads). Resolves with the
+   * Response of a 2xx answer once its headers are in; rejects like
+   * {@link ApiClient.request} otherwise. The caller owns `signal`: a download
+   * may take far longer than {@link REQUEST_TIMEOUT_MS}, so it watches for a
+   * stalled body itself.
+   *
+   * @example
+   * const res = await api.open(`/api/v1/jobs/${id}/outputs/out/a.tgz`, { range: 'bytes=100-' }, ac.signal);
+   */
+  async open(path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
+    const headersTimeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    let res: Response;
+    try {
+      res = await fetch(this.url + path, {
+        headers: { ...headers, authorization: `Bearer ${this.#token}` },
+        signal: AbortSignal.any([signal, headersTimeout]),
+      });
+    } catch (err) {
+      throw this.#networkError(err, REQUEST_TIMEOUT_MS);
+    }
+    if (res.ok) return res;
+    let text = '';
+    try {
+      text = await res.text();
+    } catch (err) {
+      throw this.#networkError(err, REQUEST_TIMEOUT_MS);
+    }
+    throw this.#errorOf(res.status, 'GET', path, text);
+  }
+
+  /** An absolute URL for a path (or URL) the coordinator returned, e.g. a published file's `url`. */
+  absolute(pathOrUrl: string): string {
+    return new URL(pathOrUrl, this.url.endsWith('/') ? this.url : `${this.url}/`).toString();
+  }
+
+  async #send<T>(method: string, path: string, body: { bytes: Uint8Array; contentType: string } | undefined, o: RequestOptions): Promise<T> {
     const target = new URL(this.url + path);
     for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) target.searchParams.set(k, String(v));
     const timeoutMs = o.timeoutMs ?? REQUEST_TIMEOUT_MS;
     const headers: Record<string, string> = { authorization: `Bearer ${this.#token}`, accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (body !== undefined) headers['content-type'] = body.contentType;
     let res: Response;
     let text: string;
     try {
       res = await fetch(target, {
         method, headers, signal: AbortSignal.timeout(timeoutMs),
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        ...(body !== undefined ? { body: body.bytes } : {}),
       });
       text = await res.text();
     } catch (err) {
       throw this.#networkError(err, timeoutMs);
     }
-    let parsed: unknown;
+    if (!res.ok) throw this.#errorOf(res.status, method, path, text);
     try {
-      parsed = text.length > 0 ? JSON.parse(text) : undefined;
+      return (text.length > 0 ? JSON.parse(text) : undefined) as T;
     } catch {
       throw new CliError(`the coordinator at ${this.url} answered ${method} ${path} with HTTP ${res.status} and a body that is not JSON: ${JSON.stringify(text.slice(0, 120))}`);
     }
-    if (res.ok) return parsed as T;
-    const e = parsed as { code?: unknown; message?: unknown } | undefined;
-    if (e && typeof e.code === 'string' && typeof e.message === 'string') throw new ApiError(res.status, e.code, e.message);
-    throw new ApiError(res.status, 'HTTP_ERROR', `${method} ${path} failed`);
+  }
+
+  /** The error for a non-2xx answer: the body's `{code, message}` when it has them. */
+  #errorOf(status: number, method: string, path: string, text: string): ApiError {
+    let e: { code?: unknown; message?: unknown } | undefined;
+    try {
+      e = text.length > 0 ? (JSON.parse(text) as typeof e) : undefined;
+    } catch {
+      e = undefined;
+    }
+    if (e && typeof e.code === 'string' && typeof e.message === 'string') return new ApiError(status, e.code, e.message);
+    return new ApiError(status, 'HTTP_ERROR', `${method} ${path} failed`);
   }
 
   #networkError(err: unknown, timeoutMs: number): CliError {

@@ -97,3 +97,66 @@ export function out(text: string | Uint8Array): Promise<void> | void {
 export function err(text: string | Uint8Array): Promise<void> | void {
   return write(process.stderr, text);
 }
+
+/**
+ * A byte count in binary units with one decimal: `812 B`, `1.5 KiB`, `12.0 MiB`.
+ *
+ * @example
+ * humanBytes(1_572_864) // '1.5 MiB'
+ */
+export function humanBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** How often a progress line is redrawn at most. */
+const PROGRESS_EVERY_MS = 100;
+
+/**
+ * A one-line byte counter redrawn in place on stderr (`| upload src: 12.0 MiB
+ * of 40.0 MiB (30%)`). It draws only when stderr is a terminal: piped into a
+ * log, carriage returns would make one very long line of noise.
+ *
+ * @example
+ * const p = new Progress('upload src', size);
+ * p.update(sent); ... p.done();
+ */
+export class Progress {
+  readonly #label: string;
+  readonly #total: number;
+  readonly #stream: NodeJS.WriteStream;
+  readonly #on: boolean;
+  #last = 0;
+  #drawn = false;
+
+  constructor(label: string, total: number, stream: NodeJS.WriteStream = process.stderr) {
+    this.#label = label;
+    this.#total = total;
+    this.#stream = stream;
+    this.#on = stream.isTTY === true;
+  }
+
+  /** Redraws with `done` bytes, at most every {@link PROGRESS_EVERY_MS}. */
+  update(done: number): void {
+    if (!this.#on) return;
+    const now = Date.now();
+    if (this.#drawn && now - this.#last < PROGRESS_EVERY_MS && done < this.#total) return;
+    this.#last = now;
+    this.#drawn = true;
+    const pct = this.#total > 0 ? ` (${Math.floor((done / this.#total) * 100)}%)` : '';
+    this.#stream.write(`\r\x1b[K| ${this.#label}: ${humanBytes(done)} of ${humanBytes(this.#total)}${pct}`);
+  }
+
+  /** Ends the line, so what follows starts on its own. */
+  done(): void {
+    if (this.#drawn) this.#stream.write('\n');
+    this.#drawn = false;
+  }
+}

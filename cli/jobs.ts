@@ -1,14 +1,19 @@
 /**
- * `buildwire job ...`: submit, follow, list, show and cancel jobs, and use a
- * job's key/value store.
+ * `buildwire job ...`: submit, follow, list, show and cancel jobs, use a
+ * job's key/value store, and (from `job-artifacts.ts`) its outputs.
  */
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
+import { JobFileError, parseJobFile } from '../protocol/jobfile.js';
 import type { Command, CommandContext, Group } from './args.js';
 import { parseKeyValue, parsePositiveInt } from './args.js';
 import { JSON_FLAG, clientFor, seg, show } from './api-command.js';
-import { UsageError } from './errors.js';
+import type { ApiClient } from './client.js';
+import { CliError, UsageError } from './errors.js';
 import { ago, duration, err, fields, isoTime, jsonText, kv, out, table } from './format.js';
+import { jobArtifactCommands } from './job-artifacts.js';
+import { DEPENDS_SYNTAX, parseDepends, type DeclaredDependencies, type DependencyJson } from './job-dependencies.js';
+import { INPUT_NAME_RULE, hashInput, parseInputs, uploadInput, type HashedInput } from './job-inputs.js';
 import { jobStoreGroup } from './job-store.js';
 import { tailJob } from './tail.js';
 
@@ -81,13 +86,51 @@ export function jobRequest(ctx: CommandContext, readText: (path: string) => stri
     }
     // A "#:" line marks a buildomat-style job file: the coordinator parses its frontmatter.
     if (/^#:/m.test(text)) {
-      return { ...common, jobFile: text, jobFileName: file === '-' ? 'stdin' : basename(file), ...(name !== undefined ? { name } : {}), ...(target !== undefined ? { target } : {}) };
+      const jobFileName = file === '-' ? 'stdin' : basename(file);
+      const dependencies = dependenciesOf(ctx, { fileName: jobFileName, dependencies: declaredDependencies(text, jobFileName) });
+      return { ...common, ...dependencies, jobFile: text, jobFileName, ...(name !== undefined ? { name } : {}), ...(target !== undefined ? { target } : {}) };
     }
   }
   if (name === undefined) throw new UsageError("'buildwire job run' needs --name NAME (only a job file with #: frontmatter may leave it out)", cmd);
   if (target === undefined) throw new UsageError("'buildwire job run' needs --target T (only a job file with #: frontmatter may leave it out)", cmd);
   if (!text) throw new UsageError(`the script ${file !== undefined ? `in --file ${JSON.stringify(file)} ` : 'of --script '}must not be empty`, cmd);
-  return { ...common, name, target, tasks: [{ name: 'default', script: text, env: {}, envClear: false }] };
+  return { ...common, ...dependenciesOf(ctx, null), name, target, tasks: [{ name: 'default', script: text, env: {}, envClear: false }] };
+}
+
+/**
+ * The job file's `[dependencies.NAME]` entries. A file the parser refuses
+ * declares none here: the coordinator refuses it too, with the full reason
+ * (BAD_JOB_FILE), which is better than a second opinion from the CLI.
+ */
+function declaredDependencies(text: string, fileName: string): DeclaredDependencies['dependencies'] {
+  try {
+    return parseJobFile(text, fileName).dependencies;
+  } catch (e) {
+    if (e instanceof JobFileError) return {};
+    throw e;
+  }
+}
+
+/** `{dependencies}` from --depends (and the job file's declarations), or nothing when there are none. */
+function dependenciesOf(ctx: CommandContext, declared: DeclaredDependencies | null): { dependencies?: Record<string, DependencyJson> } {
+  const deps = parseDepends(ctx.all('depends'), declared, ctx.command);
+  return Object.keys(deps).length > 0 ? { dependencies: deps } : {};
+}
+
+/**
+ * Uploads every input of a just-submitted job. When one cannot be uploaded
+ * the job is cancelled: it would otherwise wait for that input forever.
+ */
+async function uploadInputs(api: ApiClient, id: string, inputs: readonly HashedInput[]): Promise<void> {
+  for (const input of inputs) {
+    try {
+      await uploadInput(api, id, input);
+    } catch (e) {
+      const cancelled = await api.post(`/api/v1/jobs/${seg(id)}/cancel`).then(() => true, () => false);
+      const what = cancelled ? `job ${id} was cancelled, as it would wait for the input forever` : `job ${id} still waits for it; 'buildwire job cancel ${id}' ends it`;
+      throw new CliError(`${(e as Error).message}; ${what}`);
+    }
+  }
 }
 
 function jobTable(jobs: JobJson[]): string {
@@ -125,7 +168,7 @@ function jobDetails(j: JobJson): string {
 const run: Command = {
   kind: 'command', api: true, args: [],
   summary: 'submit a job (and optionally follow it)',
-  usage: 'job run --name NAME --target T (--script TEXT | --file PATH) [--env K=V]... [--tag K=V]... [--max-runtime SECONDS] [--tail] [--timestamps] [--json]',
+  usage: 'job run --name NAME --target T (--script TEXT | --file PATH) [-i NAME=FILE]... [--depends NAME=JOBID[,OPTS]]... [--env K=V]... [--tag K=V]... [--max-runtime SECONDS] [--tail] [--timestamps] [--json]',
   description: `Submits a job of one task, "default", that runs a bash script. Prints the new job's
 id (or its JSON with --json).
 
@@ -133,6 +176,20 @@ id (or its JSON with --json).
 starting with "#:" is a buildomat-style job file: the coordinator reads its
 name, target and output rules from the #: TOML frontmatter; --name and --target
 then override the frontmatter.
+
+-i NAME=FILE uploads FILE as input NAME: the job waits until every input is
+uploaded, then finds it at $BUILDWIRE_INPUT/NAME (/input/NAME on a machine of
+its own). Uploads resume after a dropped connection; if one fails for good the
+job is cancelled. Progress shows on stderr when it is a terminal.
+
+--depends ${DEPENDS_SYNTAX}
+makes the job wait for job JOBID to end. It then runs if that job completed
+(no-on-completed: it fails instead) or, with on-failed, if it failed or was
+cancelled. With copy, that job's outputs appear at
+$BUILDWIRE_INPUT/NAME/<path without its leading "/">. A job file's
+[dependencies.NAME] entries each need a --depends NAME=JOBID (they name a job
+by its name; this gives the id); for those, copy is the default (no-copy turns
+it off).
 
 With --tail, the id goes to stderr ("| job ID submitted") and the command
 follows the job like 'buildwire job tail', exiting with the job's result.`,
@@ -143,6 +200,8 @@ follows the job like 'buildwire job tail', exiting with the job's result.`,
     file: { kind: 'string', value: 'PATH', help: 'read the script or job file from PATH ("-": stdin)' },
     env: { kind: 'multiple', value: 'K=V', help: 'environment variable for the task' },
     tag: { kind: 'multiple', value: 'K=V', help: 'tag on the job' },
+    input: { kind: 'multiple', short: 'i', value: 'NAME=FILE', help: `upload FILE as input NAME (${INPUT_NAME_RULE}); FILE is a regular file` },
+    depends: { kind: 'multiple', value: 'NAME=JOBID[,OPTS]', help: 'wait for job JOBID; OPTS: copy, no-copy, on-failed, no-on-completed (see above)' },
     'max-runtime': { kind: 'string', value: 'SECONDS', help: 'cancel the job after it ran this long (default: the coordinator\'s limit)' },
     tail: { kind: 'boolean', help: 'follow the job until it ends; exit 0 completed, 1 failed, 2 cancelled' },
     timestamps: { kind: 'boolean', help: 'with --tail: prefix each line with its ISO time' },
@@ -152,16 +211,28 @@ follows the job like 'buildwire job tail', exiting with the job's result.`,
 
 Examples:
   buildwire job run --name hello --target local --script 'echo hello' --tail
-  buildwire job run --file .github/buildomat/jobs/build.sh --env RUST_LOG=debug`,
+  buildwire job run --file .github/buildomat/jobs/build.sh --env RUST_LOG=debug
+  buildwire job run --name unpack --target local -i src=src.tar.gz --script 'tar xzf "$BUILDWIRE_INPUT/src"'
+  buildwire job run --file test.sh --depends build=01J9Z3Q8W4M6T0Y2R5N7P9B1C3`,
   async run(ctx) {
+    const inputs = parseInputs(ctx.all('input'), ctx.command);
     const body = jobRequest(ctx, readScript);
+    const deps = (body.dependencies ?? {}) as Record<string, DependencyJson>;
+    // Both become names under /input: an input file and a dependency's directory cannot share one.
+    const clash = inputs.find((i) => Object.hasOwn(deps, i.name));
+    if (clash) throw new UsageError(`${JSON.stringify(clash.name)} is both an --input and a --depends name; both live under /input, so they need different names`, ctx.command);
+    if (inputs.length > 0) body.inputs = inputs.map((i) => i.name);
+    // Hashed before submitting: an unreadable file should not leave a job waiting for it.
+    const hashed: HashedInput[] = [];
+    for (const i of inputs) hashed.push(await hashInput(i));
     const api = clientFor(ctx);
     const job = await api.post<JobJson>('/api/v1/jobs', body);
+    if (ctx.bool('tail')) await err(`| job ${job.id} (${job.name}) submitted to target ${job.runTarget}\n`);
+    await uploadInputs(api, job.id, hashed);
     if (!ctx.bool('tail')) {
       await out(ctx.bool('json') ? jsonText(job) : `${job.id}\n`);
       return 0;
     }
-    await err(`| job ${job.id} (${job.name}) submitted to target ${job.runTarget}\n`);
     return tailJob(api, job.id, { timestamps: ctx.bool('timestamps'), json: ctx.bool('json') });
   },
 };
@@ -237,6 +308,6 @@ const cancel: Command = {
 /** The `job` command group. */
 export const jobGroup: Group = {
   kind: 'group',
-  summary: 'submit, follow, list, show and cancel jobs; use their stores',
-  children: { run, tail, list, show: showCmd, cancel, store: jobStoreGroup },
+  summary: 'submit, follow, list, show, cancel and delete jobs; use their stores and outputs',
+  children: { run, tail, list, show: showCmd, cancel, ...jobArtifactCommands, store: jobStoreGroup },
 };

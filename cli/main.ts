@@ -17,6 +17,7 @@ import { agentGroup } from './agent.js';
 import type { Command, Group, Node } from './args.js';
 import { CONNECTION_FLAGS, commandHelp, groupHelp, parseArgv } from './args.js';
 import { CliError, EXIT_USAGE, UsageError } from './errors.js';
+import { outputsGroup } from './job-artifacts.js';
 import { jobGroup } from './jobs.js';
 import { coordinatorCommand, factoryGroup } from './servers.js';
 
@@ -39,6 +40,7 @@ credentials; agents dial out to it and run jobs; factories make agents on demand
 'buildwire up' starts all of it on this machine.`,
   children: {
     job: jobGroup,
+    outputs: outputsGroup,
     admin: adminGroup,
     agent: agentGroup,
     coordinator: coordinatorCommand,
