@@ -67,8 +67,12 @@ export interface UploadResults {
 
 /** Default chunk size: 1 MiB, a quarter of the coordinator's `maxChunkBytes`. */
 export const UPLOAD_CHUNK_BYTES = 1024 * 1024;
-/** Default window of unacknowledged bytes. */
-export const UPLOAD_WINDOW_BYTES = 8 * 1024 * 1024;
+/**
+ * Default window of unacknowledged bytes: half the coordinator's
+ * maxUnackedBytes (32 MiB), deep enough to keep its disk busy across an ack
+ * round trip, with room left for log batches.
+ */
+export const UPLOAD_WINDOW_BYTES = 16 * 1024 * 1024;
 /** Default socket buffer level above which sending pauses. */
 export const UPLOAD_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 /**

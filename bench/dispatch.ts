@@ -91,15 +91,19 @@ async function measureFloors(ctx: BenchContext, api: Api, dir: string): Promise<
 }
 
 /** Agent log lines worth reporting (ignored assignments, errors), by worker. */
-const agentLogs = new Map<string, string[]>();
+export const agentLogs = new Map<string, string[]>();
 
-function startAgent(info: CoordinatorInfo, g: WorkerGrant, dir: string): ChildProcess {
+/**
+ * Starts a real agent process (dist/agent/main.js run) for a persistent
+ * worker; `env` adds to its environment, `nodeArgs` are node flags (e.g. `--cpu-prof`).
+ */
+export function startAgent(info: CoordinatorInfo, g: WorkerGrant, dir: string, env: Record<string, string> = {}, nodeArgs: string[] = []): ChildProcess {
   mkdirSync(dir, { recursive: true });
-  const child = track(spawn(process.execPath, [AGENT_MAIN, 'run'], {
+  const child = track(spawn(process.execPath, [...nodeArgs, AGENT_MAIN, 'run'], {
     cwd: dir, stdio: ['ignore', 'ignore', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin', BUILDWIRE_URL: info.url, BUILDWIRE_COORDINATOR_KEY: info.publicKey, BUILDWIRE_WORKER_ID: g.worker,
-      BUILDWIRE_BOOTSTRAP: g.credential, BUILDWIRE_AGENT_STATE: join(dir, 'state'), BUILDWIRE_WORK_ROOT: join(dir, 'work'),
+      BUILDWIRE_BOOTSTRAP: g.credential, BUILDWIRE_AGENT_STATE: join(dir, 'state'), BUILDWIRE_WORK_ROOT: join(dir, 'work'), ...env,
     },
   }));
   const keep: string[] = [];
@@ -111,7 +115,8 @@ function startAgent(info: CoordinatorInfo, g: WorkerGrant, dir: string): ChildPr
   return child;
 }
 
-async function waitConnected(api: Api, ids: string[], timeoutMs: number): Promise<boolean> {
+/** Polls until every worker in `ids` is connected; false after `timeoutMs`. */
+export async function waitConnected(api: Api, ids: string[], timeoutMs: number): Promise<boolean> {
   const ok = await until(async () => {
     const b = await api.ok('GET', '/api/v1/workers');
     const connected = new Set((b.workers as { id: string; connected: boolean }[]).filter((w) => w.connected).map((w) => w.id));
@@ -120,7 +125,8 @@ async function waitConnected(api: Api, ids: string[], timeoutMs: number): Promis
   return ok === true;
 }
 
-interface Event {
+/** One event as GET /api/v1/jobs/ID/events returns it. */
+export interface Event {
   seq: number;
   time: number;
   stream: string;

@@ -52,7 +52,8 @@ export class CoordinatorChild {
   logLines = 0;
   #lineWaiters: ((line: string) => boolean)[] = [];
 
-  constructor(readonly dataDir: string, readonly config: Record<string, unknown> = {}, port?: number) {
+  /** `nodeArgs`: extra node flags for the child (e.g. `--cpu-prof`). */
+  constructor(readonly dataDir: string, readonly config: Record<string, unknown> = {}, port?: number, readonly nodeArgs: string[] = []) {
     // 20000-31999: below the kernel's ephemeral range (32768-60999), so no client socket can hold it.
     this.port = port ?? 20_000 + Math.floor(Math.random() * 12_000);
   }
@@ -69,7 +70,7 @@ export class CoordinatorChild {
 
   /** Starts the child and waits (bounded) for its info line. */
   async start(timeoutMs = 30_000): Promise<CoordinatorInfo> {
-    const child = track(spawn(process.execPath, ['--expose-gc', ENTRY], {
+    const child = track(spawn(process.execPath, ['--expose-gc', ...this.nodeArgs, ENTRY], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, BW_DATA: this.dataDir, BW_PORT: String(this.port), BW_CONFIG: JSON.stringify(this.config) },
     }));

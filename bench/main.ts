@@ -5,7 +5,7 @@
  *
  *   node dist/bench/main.js [--scenario NAME]... [--quick] [--json-only]
  *
- * Scenarios: ceiling, ingest, dispatch, fleet (default: all, in that order).
+ * Scenarios: ceiling, ingest, dispatch, fleet, artifacts, web (default: all, in that order).
  * --quick cuts counts so the whole run takes about two minutes.
  * --json-only prints only the JSON document on stdout (progress still goes to stderr).
  *
@@ -13,6 +13,7 @@
  * the harness itself broke (bad flags: 64).
  */
 import { cpus, totalmem } from 'node:os';
+import { runArtifacts } from './artifacts.js';
 import { Ceilings, runCeilings } from './ceilings.js';
 import type { BenchContext } from './ceilings.js';
 import { runDispatch } from './dispatch.js';
@@ -22,12 +23,15 @@ import { killTracked } from './proc.js';
 import { newResult, renderTable, writeResults } from './report.js';
 import type { ScenarioResult } from './report.js';
 import { nowMs } from './util.js';
+import { runWeb } from './web.js';
 
 const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   ceiling: runCeilings,
   ingest: runIngest,
   dispatch: runDispatch,
   fleet: runFleet,
+  artifacts: runArtifacts,
+  web: runWeb,
 };
 
 /** Parsed command line. */
@@ -61,7 +65,7 @@ async function main(): Promise<void> {
   try {
     args = parseArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}\nusage: node dist/bench/main.js [--scenario ceiling|ingest|dispatch|fleet]... [--quick] [--json-only]\n`);
+    process.stderr.write(`bench: ${(err as Error).message}\nusage: node dist/bench/main.js [--scenario ceiling|ingest|dispatch|fleet|artifacts|web]... [--quick] [--json-only]\n`);
     process.exit(64);
   }
   const startedAt = new Date();

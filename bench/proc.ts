@@ -50,6 +50,22 @@ export function sampleProc(pid: number): ProcSample | undefined {
   }
 }
 
+/**
+ * User + system CPU seconds of a process's main thread alone (the thread
+ * whose id is the pid: a node process's JavaScript), NaN if it is gone. The
+ * rest of the process's CPU is the libuv pool's file system calls, GC
+ * helpers and native threads.
+ */
+export function mainThreadCpuS(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / ticksPerSecond();
+  } catch {
+    return NaN;
+  }
+}
+
 /** What one process did during one phase. */
 export interface ProcUsage {
   role: string;

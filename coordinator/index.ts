@@ -8,12 +8,13 @@
  */
 import type { FactoryId, WorkerId } from '../protocol/index.js';
 import { ed25519PrivateKey, generateSigningKeyPair, publicKeyOf } from '../protocol/index.js';
-import { renderStatusPage } from '../web/index.js';
 import { adminRoutes } from './api/admin.js';
 import { artifactRoutes } from './api/artifacts.js';
 import { BlobArchive } from './artifacts/archive.js';
 import { Artifacts } from './artifacts/index.js';
 import { jobRoutes } from './api/jobs.js';
+import { pageRoutes } from './pages/index.js';
+import { liveRoute } from './pages/live.js';
 import { publicRoutes } from './api/public.js';
 import type { CoordinatorConfig } from './config.js';
 import { connectRoute } from './connect-endpoint.js';
@@ -97,15 +98,11 @@ export async function startCoordinator(config: CoordinatorConfig, clock: Clock =
   jobRoutes(core, router);
   artifactRoutes(core, router);
   adminRoutes(core, router);
-  router.add('GET', '/', () => ({
-    status: 200,
-    headers: { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" },
-    body: renderStatusPage(statusData(core)),
-  }));
+  pageRoutes(core, router);
 
   server = await startServer({
     host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, prefer: config.server, log,
-    ws: [connectRoute(core)],
+    ws: [connectRoute(core), liveRoute(core)],
     handler: async (req, signal) => {
       try {
         return await router.handle(req, signal);
@@ -123,6 +120,7 @@ export async function startCoordinator(config: CoordinatorConfig, clock: Clock =
       core.jobs.stop();
       await server!.close();
       deadlines.close();
+      await core.jobs.settled();
       await core.artifacts.archiveIdle();
       archive?.close();
       await dbs.env.flushed;
@@ -132,16 +130,5 @@ export async function startCoordinator(config: CoordinatorConfig, clock: Clock =
     url, connectUrl, port: server.port, serverKind: server.kind, core,
     publicKeyBase64: Buffer.from(core.identity.publicKey).toString('base64'),
     close, [Symbol.asyncDispose]: close,
-  };
-}
-
-function statusData(core: Core) {
-  const byState: Record<string, number> = {};
-  for (const j of core.jobs.active.values()) byState[j.state] = (byState[j.state] ?? 0) + 1;
-  return {
-    hold: core.scheduler.hold,
-    activeJobs: byState,
-    workers: [...core.workers.live.values()].map((w) => ({ id: w.id, target: w.target, state: w.state, busy: w.job !== null, connected: core.agents.has(w.id as WorkerId) })),
-    factories: [...core.dbs.factories.getRange({})].map(({ value }) => ({ name: value.name, targets: value.targets, enabled: value.enabled, connected: core.factories.has(value.id as FactoryId), free: core.factories.get(value.id as FactoryId)?.free ?? 0 })),
   };
 }

@@ -38,6 +38,8 @@ export class Jobs {
   #expiryTimer: NodeJS.Timeout | null = null;
   /** Set while the coordinator shuts down: late agent messages must not touch a closing store. */
   #stopped = false;
+  /** Endings in progress, so shutdown can wait for them before the store closes. */
+  readonly #finishing = new Map<JobId, Promise<void>>();
 
   constructor(core: () => Core) {
     this.#core = core;
@@ -189,7 +191,16 @@ export class Jobs {
    * Ends a job: writes the final state and a control line saying why, and
    * frees its worker (recycled if ephemeral, idle again if persistent).
    */
-  async finish(jobId: JobId, to: 'completed' | 'failed' | 'cancelled', reason: string): Promise<void> {
+  finish(jobId: JobId, to: 'completed' | 'failed' | 'cancelled', reason: string): Promise<void> {
+    // One ending per job: a second report (agent end record and worker loss at once) waits for the first.
+    const running = this.#finishing.get(jobId);
+    if (running) return running;
+    const p = this.#finish(jobId, to, reason).finally(() => this.#finishing.delete(jobId));
+    this.#finishing.set(jobId, p);
+    return p;
+  }
+
+  async #finish(jobId: JobId, to: 'completed' | 'failed' | 'cancelled', reason: string): Promise<void> {
     const core = this.#core();
     let job = this.active.get(jobId);
     if (!job || this.#stopped) return;
@@ -200,9 +211,12 @@ export class Jobs {
         to = 'failed';
         reason = problems[0]!;
       }
-      job = this.active.get(jobId);
-      if (!job) return;
     }
+    // The closing line is stored before the state turns final, so a reader who sees a final
+    // state (the events API's `done`, the live log) has every event of the job already.
+    await core.events.appendControl(jobId, `job ${to}: ${reason}`);
+    job = this.active.get(jobId);
+    if (!job) return;
     const done = this.transition(job, to, { reason });
     if (to === 'completed') {
       void core.dbs.env.transaction(() => {
@@ -211,7 +225,6 @@ export class Jobs {
       });
     }
     core.deadlines.cancel(`runtime:${jobId}`);
-    await core.events.appendControl(jobId, `job ${to}: ${reason}`);
     core.events.wake(jobId);
     if (done.worker) core.workers.jobEnded(done.worker, jobId);
     core.events.forget(jobId);
@@ -284,6 +297,11 @@ export class Jobs {
   stop(): void {
     this.#stopped = true;
     this.stopExpiry();
+  }
+
+  /** Resolves when the job endings already in progress have finished (shutdown, before the store closes). */
+  async settled(): Promise<void> {
+    while (this.#finishing.size > 0) await Promise.allSettled([...this.#finishing.values()]);
   }
 
   /** Stops the expiry loop. */

@@ -355,17 +355,17 @@ async function scanned(content: Buffer, rule = '/work/out/*'): Promise<{ roots: 
   return { roots, files: scan.files, host };
 }
 
-test('the uploader keeps an 8 MiB window of 1 MiB chunks in flight before the first ack, never stop-and-wait', async () => {
-  const body = Buffer.alloc(12 * 1024 * 1024, 1);
+test('the uploader keeps a 16 MiB window of 1 MiB chunks in flight before the first ack, never stop-and-wait', async () => {
+  const body = Buffer.alloc(20 * 1024 * 1024, 1);
   const { files } = await scanned(body);
   const link = new FakeLink();
   link.autoAck = false;
   const opts = uploadOpts(link);
   const done = uploadOutputs(files, opts);
-  await until('a full window', () => link.chunks().length === 8);
+  await until('a full window', () => link.chunks().length === 16);
   // Give the uploader every chance to overrun the window before the first ack.
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
-  assert.equal(link.chunks().length, 8, 'exactly 8 chunks (8 MiB) unacknowledged, then it waits');
+  assert.equal(link.chunks().length, 16, 'exactly 16 chunks (16 MiB) unacknowledged, then it waits');
   assert.ok(link.chunks().every((c) => c.length === 1024 * 1024));
   link.autoAck = true;
   const id = link.chunks()[0]!.upload;
@@ -373,7 +373,7 @@ test('the uploader keeps an 8 MiB window of 1 MiB chunks in flight before the fi
   const r = await done;
   assert.deepEqual(r.failures, []);
   assert.deepEqual(r.committed.map((c) => [c.path, c.size, c.sha256]), [['/work/out/a.bin', body.length, sha(body)]]);
-  assert.equal(link.chunks().length, 12);
+  assert.equal(link.chunks().length, 20);
 });
 
 test('after a reconnect the upload resumes under the same id from the coordinator\'s durable offset, without re-hashing', async () => {

@@ -188,7 +188,7 @@ describe('outputs', () => {
     assert.equal((await rig.admin.call('GET', '/api/v1/outputs?sha256=xyz')).status, 400);
     const latest = await fetch(`${rig.c.url}/job/hash-finder/latest`, { headers: { authorization: `Bearer ${rig.admin.token}` }, redirect: 'manual' });
     assert.equal(latest.status, 302);
-    assert.equal(latest.headers.get('location'), `/api/v1/jobs/${ids[1]}`);
+    assert.equal(latest.headers.get('location'), `/job/${ids[1]}`);
     const file = await download(rig.admin, '/job/hash-finder/latest/work/found.txt');
     assert.equal(file.body.toString(), body);
     assert.equal((await download(rig.admin, '/job/no-such-name/latest')).status, 404);

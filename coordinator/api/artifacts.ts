@@ -233,7 +233,7 @@ export function artifactRoutes(core: Core, r: Router): void {
 
   r.add('GET', '/job/:name/latest', ({ req, params }) => {
     const job = latest(req, params.name!);
-    return { status: 302, headers: { location: `/api/v1/jobs/${job.id}`, 'content-type': 'application/json' }, body: JSON.stringify({ job: job.id }) };
+    return { status: 302, headers: { location: `/job/${job.id}`, 'content-type': 'application/json' }, body: JSON.stringify({ job: job.id }) };
   });
 
   r.add('GET', '/job/:name/latest/*path', ({ req, params, signal }) => {
