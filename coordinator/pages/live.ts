@@ -80,7 +80,23 @@ interface Feed {
   done: boolean;
   conns: Set<WsConnection<LiveConn>>;
   abort: AbortController;
+  /**
+   * The encoded pages the feed sent, keyed by the seq each starts after. A
+   * viewer that fell behind resumes at a page boundary, so it is sent these
+   * same bytes instead of re-reading and re-encoding the store: a hundred
+   * lagging viewers cost one read, not a hundred.
+   */
+  pages: Map<number, { bytes: Uint8Array; next: number }>;
 }
+
+/** Pages a feed keeps for viewers that fell behind (at most LIVE_PAGE_BYTES each). */
+const FEED_PAGES = 64;
+/**
+ * After a wake, a feed waits this long before reading, so a busy job's many
+ * small batches go out as a few large messages: per-message costs (a syscall
+ * and a frame per viewer) stay flat however fast the job writes.
+ */
+const FEED_TICK_MS = 50;
 
 const encode = (msg: unknown): Uint8Array => Buffer.from(JSON.stringify(msg), 'utf8');
 
@@ -126,6 +142,11 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
     const feed = d.feed;
     if (!feed) return;
     while (!d.blocked && !c.closed && d.cursor < feed.head) {
+      const cached = feed.pages.get(d.cursor);
+      if (cached) {
+        send(c, cached.bytes, cached.next);
+        continue;
+      }
       const events = readEvents(core, feed.job, d.cursor, Math.min(LIVE_PAGE_EVENTS, feed.head - d.cursor), LIVE_PAGE_BYTES);
       if (events.length === 0) break;
       const next = events.at(-1)!.seq;
@@ -156,6 +177,8 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
       const next = events.at(-1)!.seq;
       feed.head = next;
       const bytes = encode({ events, next });
+      feed.pages.set(prev, { bytes, next });
+      if (feed.pages.size > FEED_PAGES) feed.pages.delete(feed.pages.keys().next().value!);
       for (const c of feed.conns) if (!c.data.blocked && c.data.cursor === prev) send(c, bytes, next);
     }
   }
@@ -173,6 +196,7 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
           break;
         }
         await core.events.wait(feed.job, feed.head, fin === false ? WAIT_MS : Math.min(WAIT_MS, fin), feed.abort.signal);
+        if (!feed.abort.signal.aborted) await new Promise((r) => setTimeout(r, FEED_TICK_MS));
       }
     } catch (err) {
       core.log(`live: following job ${feed.job} failed: ${(err as Error).stack ?? String(err)}`);
@@ -187,7 +211,7 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
   function feedFor(job: JobId): Feed {
     let feed = feeds.get(job);
     if (feed) return feed;
-    feed = { job, head: core.events.lastSeq(job), done: false, conns: new Set(), abort: new AbortController() };
+    feed = { job, head: core.events.lastSeq(job), done: false, conns: new Set(), abort: new AbortController(), pages: new Map() };
     feeds.set(job, feed);
     void follow(feed);
     return feed;
