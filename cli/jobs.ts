@@ -72,6 +72,8 @@ export function jobRequest(ctx: CommandContext, readText: (path: string) => stri
   }
   const maxRaw = ctx.str('max-runtime');
   const common: Record<string, unknown> = { env, tags };
+  // A job file brings its own output_rules; --output-rule is for --script jobs.
+  const outputRules = ctx.all('output-rule');
   if (maxRaw !== undefined) common.maxRuntimeSeconds = parsePositiveInt(maxRaw, '--max-runtime', cmd);
   const name = ctx.str('name');
   const target = ctx.str('target');
@@ -86,6 +88,7 @@ export function jobRequest(ctx: CommandContext, readText: (path: string) => stri
     }
     // A "#:" line marks a buildomat-style job file: the coordinator parses its frontmatter.
     if (/^#:/m.test(text)) {
+      if (outputRules.length > 0) throw new UsageError('--output-rule is for --script jobs; a job file gives its own output_rules', cmd);
       const jobFileName = file === '-' ? 'stdin' : basename(file);
       const dependencies = dependenciesOf(ctx, { fileName: jobFileName, dependencies: declaredDependencies(text, jobFileName) });
       return { ...common, ...dependencies, jobFile: text, jobFileName, ...(name !== undefined ? { name } : {}), ...(target !== undefined ? { target } : {}) };
@@ -94,7 +97,10 @@ export function jobRequest(ctx: CommandContext, readText: (path: string) => stri
   if (name === undefined) throw new UsageError("'buildwire job run' needs --name NAME (only a job file with #: frontmatter may leave it out)", cmd);
   if (target === undefined) throw new UsageError("'buildwire job run' needs --target T (only a job file with #: frontmatter may leave it out)", cmd);
   if (!text) throw new UsageError(`the script ${file !== undefined ? `in --file ${JSON.stringify(file)} ` : 'of --script '}must not be empty`, cmd);
-  return { ...common, ...dependenciesOf(ctx, null), name, target, tasks: [{ name: 'default', script: text, env: {}, envClear: false }] };
+  return {
+    ...common, ...dependenciesOf(ctx, null), name, target, tasks: [{ name: 'default', script: text, env: {}, envClear: false }],
+    ...(outputRules.length > 0 ? { outputRules } : {}),
+  };
 }
 
 /**
@@ -168,7 +174,7 @@ function jobDetails(j: JobJson): string {
 const run: Command = {
   kind: 'command', api: true, args: [],
   summary: 'submit a job (and optionally follow it)',
-  usage: 'job run --name NAME --target T (--script TEXT | --file PATH) [-i NAME=FILE]... [--depends NAME=JOBID[,OPTS]]... [--env K=V]... [--tag K=V]... [--max-runtime SECONDS] [--tail] [--timestamps] [--json]',
+  usage: 'job run --name NAME --target T (--script TEXT | --file PATH) [-i NAME=FILE]... [--depends NAME=JOBID[,OPTS]]... [--env K=V]... [--tag K=V]... [--output-rule RULE]... [--max-runtime SECONDS] [--tail] [--timestamps] [--json]',
   description: `Submits a job of one task, "default", that runs a bash script. Prints the new job's
 id (or its JSON with --json).
 
@@ -194,12 +200,13 @@ it off).
 With --tail, the id goes to stderr ("| job ID submitted") and the command
 follows the job like 'buildwire job tail', exiting with the job's result.`,
   flags: {
-    name: { kind: 'string', value: 'NAME', help: 'job name (1 to 128 of letters, digits, space . _ - /)' },
+    name: { kind: 'string', value: 'NAME', help: 'job name (1 to 128 printable characters)' },
     target: { kind: 'string', value: 'T', help: 'target to run on, e.g. local' },
     script: { kind: 'string', value: 'TEXT', help: 'the bash script to run' },
     file: { kind: 'string', value: 'PATH', help: 'read the script or job file from PATH ("-": stdin)' },
     env: { kind: 'multiple', value: 'K=V', help: 'environment variable for the task' },
     tag: { kind: 'multiple', value: 'K=V', help: 'tag on the job' },
+    'output-rule': { kind: 'multiple', value: 'RULE', help: 'upload the files RULE selects after the tasks (buildomat rules: =must-match, %may-change, !exclude; /work/ is the work directory)' },
     input: { kind: 'multiple', short: 'i', value: 'NAME=FILE', help: `upload FILE as input NAME (${INPUT_NAME_RULE}); FILE is a regular file` },
     depends: { kind: 'multiple', value: 'NAME=JOBID[,OPTS]', help: 'wait for job JOBID; OPTS: copy, no-copy, on-failed, no-on-completed (see above)' },
     'max-runtime': { kind: 'string', value: 'SECONDS', help: 'cancel the job after it ran this long (default: the coordinator\'s limit)' },

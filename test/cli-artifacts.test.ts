@@ -604,4 +604,14 @@ describe('buildwire artifacts end to end (real coordinator, local factory, agent
     assert.match(refused.stderr, /\(JOB_NOT_ENDED, HTTP 409\)\n$/);
     await ok(['job', 'cancel', running]);
   });
+
+  it('job run --script --output-rule uploads what the rules select; an "=" rule matching nothing fails the job', { timeout: 120_000 }, async () => {
+    const r = await ok(['job', 'run', '--name', 'rules', '--target', 'local', '--output-rule', '=/work/out/*.txt', '--output-rule', '!/work/out/skip.txt',
+      '--script', 'mkdir -p out; echo a > out/a.txt; echo s > out/skip.txt', '--tail']);
+    const id = /\| job (\w{26}) /.exec(r.stderr)?.[1] ?? '';
+    const listed = JSON.parse((await ok(['job', 'outputs', id, '--json'])).stdout) as { outputs: { path: string }[] };
+    assert.deepEqual(listed.outputs.map((o) => o.path), ['/work/out/a.txt']);
+    const missing = await cli(['job', 'run', '--name', 'rules', '--target', 'local', '--output-rule', '=/work/dist/*', '--script', 'true', '--tail']);
+    assert.equal(missing.code, 1);
+  });
 });
