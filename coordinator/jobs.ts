@@ -38,6 +38,13 @@ export class Jobs {
   #expiryTimer: NodeJS.Timeout | null = null;
   /** Set while the coordinator shuts down: late agent messages must not touch a closing store. */
   #stopped = false;
+  /**
+   * Jobs just moved to a final state whose record has not committed yet: a
+   * store read would still return the old state (lmdb-js shows a write only
+   * once committed), and a live follower deciding whether to wait must see the
+   * new one.
+   */
+  readonly #ending = new Map<JobId, JobRecord>();
   /** Endings in progress, so shutdown can wait for them before the store closes. */
   readonly #finishing = new Map<JobId, Promise<void>>();
 
@@ -57,7 +64,7 @@ export class Jobs {
 
   /** A job by id, active or not. */
   get(id: JobId): JobRecord | undefined {
-    return this.active.get(id) ?? this.#core().dbs.jobs.get(id);
+    return this.active.get(id) ?? this.#ending.get(id) ?? this.#core().dbs.jobs.get(id);
   }
 
   /** Creates a queued job record (not yet written; see `insert`). */
@@ -171,10 +178,17 @@ export class Jobs {
       next.endedAt = clock.now();
       this.active.delete(job.id);
       dbs.activeJobs.remove(job.id);
+      this.#ending.set(job.id, next);
     } else {
       this.active.set(job.id, next);
     }
-    dbs.jobs.put(job.id, next);
+    const written = dbs.jobs.put(job.id, next);
+    if (isTerminal(to)) {
+      void written.finally(() => {
+        if (this.#ending.get(job.id) === next) this.#ending.delete(job.id);
+        events.wake(job.id);
+      });
+    }
     events.wake(job.id);
     return next;
   }
@@ -254,6 +268,7 @@ export class Jobs {
       dbs.jobs.remove(job.id);
     });
     core.events.forget(job.id);
+    this.#ending.delete(job.id);
     return { freedBlobs: await core.artifacts.blobs.collect(freed) };
   }
 
