@@ -1,4 +1,4 @@
-import type { Auth, Batch, Chunk, FactoryId, FromFactory, Message, Role, UploadBegin, UploadEnd, WorkerId } from '../protocol/index.js';
+import type { Auth, Batch, Chunk, FactoryId, FromFactory, Message, OutputRuleMatcher, Role, UploadBegin, UploadEnd, WorkerId } from '../protocol/index.js';
 import {
   ProtocolError, REC, REC_KIND_MASK, SEALED_HEADER_BYTES, ServerHandshake, compileOutputRules, encodeError, hashSecret, parseOutputRule,
 } from '../protocol/index.js';
@@ -24,6 +24,17 @@ interface Peer {
   unacked: number;
   /** Uploads begun on this connection, by id, with their job. */
   uploads: Map<string, JobId>;
+}
+
+/**
+ * Compiled output rules, one per job: a job's record is copied on every
+ * change, but its rules array travels along unchanged, so it keys the cache.
+ */
+const matchers = new WeakMap<readonly string[], OutputRuleMatcher>();
+function matcherFor(rules: readonly string[]): OutputRuleMatcher {
+  let m = matchers.get(rules);
+  if (!m) matchers.set(rules, (m = compileOutputRules(rules.map(parseOutputRule))));
+  return m;
 }
 
 /** Why an output path cannot be stored, or null. Paths are absolute, normalised rule-space paths. */
@@ -189,7 +200,7 @@ export function connectRoute(core: Core): WsRoute<Peer> {
     const bad = outputPathProblem(msg.path);
     if (bad) return fail('BAD_PATH', bad);
     // The coordinator applies the same rules as the agent, so an agent cannot store files the job did not ask for.
-    if (!compileOutputRules(job.outputRules.map(parseOutputRule)).matches(msg.path)) {
+    if (!matcherFor(job.outputRules).matches(msg.path)) {
       return fail('BAD_PATH', `output path ${msg.path} is not selected by the job's output rules`);
     }
     if (msg.size > core.config.maxOutputBytes) {

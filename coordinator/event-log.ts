@@ -189,6 +189,33 @@ export class EventLog {
     }
     return out;
   }
+
+  /**
+   * The whole log as text, streamed in pieces of about 256 KiB (never built
+   * in memory): line bytes as stored, control lines as `[control] TEXT`,
+   * task and job records as `[task] JSON` / `[job] JSON`. What both the REST
+   * API's and the web page's raw log downloads serve.
+   */
+  async *text(job: JobId): AsyncGenerator<Uint8Array> {
+    const NL = Buffer.from('\n');
+    let chunk: Uint8Array[] = [];
+    let size = 0;
+    for (const { rec } of this.records(job, 0)) {
+      const [, k, , data] = rec;
+      const piece = data instanceof Uint8Array
+        ? data
+        : Buffer.from(typeof data === 'string' ? `[control] ${data}` : `[${(k & REC_KIND_MASK) === REC.TASK ? 'task' : 'job'}] ${JSON.stringify(data)}`);
+      chunk.push(piece);
+      if (!(k & REC_PARTIAL)) chunk.push(NL);
+      size += piece.length + 1;
+      if (size >= 256 * 1024) {
+        yield Buffer.concat(chunk);
+        chunk = [];
+        size = 0;
+      }
+    }
+    if (chunk.length > 0) yield Buffer.concat(chunk);
+  }
 }
 
 /** One record as JSON. */

@@ -340,6 +340,22 @@ describe('inputs and dependencies', () => {
     await rig.admin.call('POST', `/api/v1/jobs/${id}/cancel`);
   });
 
+  test('a running job\'s input token fetches only that job\'s inputs: another hash is 404, a wrong token 401', async () => {
+    const data = Buffer.from('token-guarded input');
+    const id = await submit(rig.admin, 'sleep 20', { inputs: ['x'] });
+    assert.equal((await uploadInput(rig.admin, id, 'x', data)).status, 200);
+    await until('the job to run', async () => (await rig.admin.call('GET', `/api/v1/jobs/${id}`)).body.state === 'running');
+    const token = rig.c.core.artifacts.inputToken(id as never);
+    const get = (sha: string, tok: string) => fetch(`${rig.c.url}/api/v1/agent/jobs/${id}/inputs/${sha}`, { headers: { authorization: `Bearer ${tok}` } });
+    const ok = await get(sha256(data), token);
+    assert.equal(ok.status, 200);
+    assert.equal(Buffer.from(await ok.arrayBuffer()).toString(), 'token-guarded input');
+    assert.equal((await get(sha256(Buffer.from('something else')), token)).status, 404);
+    assert.equal((await get(sha256(data), `${token.slice(0, -2)}xx`)).status, 401);
+    await rig.admin.call('POST', `/api/v1/jobs/${id}/cancel`);
+    await waitJob(rig.admin, id);
+  });
+
   test('refuses input names with "/" or "..", and undeclared inputs, with clear messages', async () => {
     for (const bad of ['a/b', '..', '.', '']) {
       const r = await rig.admin.call('POST', '/api/v1/jobs', { name: 't', target: 'local', tasks: [{ script: 'true' }], inputs: [bad] });

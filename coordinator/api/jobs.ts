@@ -233,7 +233,7 @@ export function jobRoutes(core: Core, r: Router): void {
 
   r.add('GET', '/api/v1/jobs/:id/log', ({ req, params }) => {
     const job = visibleJob(core, authenticate(core, req), params.id!);
-    return { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8', 'content-disposition': `attachment; filename="${job.id}.log"` }, body: rawLog(core, job.id) };
+    return { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8', 'content-disposition': `attachment; filename="${job.id}.log"` }, body: core.events.text(job.id) };
   });
 
   r.add('POST', '/api/v1/jobs/:id/cancel', async ({ req, params }) => {
@@ -278,26 +278,6 @@ export function jobRoutes(core: Core, r: Router): void {
 function storeKey(raw: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,99}$/.test(raw)) throw new BadRequest(`store key ${JSON.stringify(raw.slice(0, 120))} must be 1 to 100 of [A-Za-z0-9_], not starting with a digit`);
   return raw;
-}
-
-/** The whole log as text, streamed batch by batch (never built in memory). */
-async function* rawLog(core: Core, job: JobId): AsyncGenerator<Uint8Array> {
-  const NL = Buffer.from('\n');
-  let chunk: Uint8Array[] = [];
-  let size = 0;
-  for (const { rec } of core.events.records(job, 0)) {
-    const [, k, , data] = rec;
-    const piece = data instanceof Uint8Array ? data : Buffer.from(typeof data === 'string' ? `[control] ${data}` : `[${(k & 0xf) === 2 ? 'task' : 'job'}] ${JSON.stringify(data)}`);
-    chunk.push(piece);
-    if (!(k & 0x10)) chunk.push(NL);
-    size += piece.length + 1;
-    if (size >= 256 * 1024) {
-      yield Buffer.concat(chunk);
-      chunk = [];
-      size = 0;
-    }
-  }
-  if (chunk.length > 0) yield Buffer.concat(chunk);
 }
 
 export type { HttpRequest };

@@ -110,9 +110,20 @@ export class Artifacts {
     return out;
   }
 
-  /** Whether `sha256` is among a job's inputs (what its input token may fetch). */
+  /**
+   * Whether `sha256` is among a job's inputs (what its input token may fetch).
+   * Asked once per downloaded file, so it looks the hash up (a named input,
+   * or the hash index under each copied dependency) instead of listing every
+   * input: a dependency with 10,000 outputs must not cost 10,000 checks per file.
+   */
   isInputOf(job: JobRecord, sha256: string): boolean {
-    return this.assignmentInputs(job).some((f) => f.sha256 === sha256);
+    const { dbs } = this.#core();
+    for (const name of job.inputs ?? []) if (dbs.inputs.get([job.id, name])?.sha256 === sha256) return true;
+    for (const dep of Object.values(job.dependencies ?? {})) {
+      if (!dep.copyOutputs) continue;
+      for (const _ of dbs.outputsByHash.getRange({ start: [sha256, dep.job, ''], end: [sha256, dep.job, '\uffff'], limit: 1 })) return true;
+    }
+    return false;
   }
 
   /**

@@ -154,27 +154,6 @@ export function searchLog(core: Core, job: JobId, query: string, after: number):
   return { query, matches, next, done: next >= last };
 }
 
-/** The whole log as text, streamed in 256 KiB pieces (never built in memory): what `/api/v1/jobs/:id/log` serves. */
-export async function* rawLog(core: Core, job: JobId): AsyncGenerator<Uint8Array> {
-  const NL = Buffer.from('\n');
-  let chunk: Uint8Array[] = [];
-  let size = 0;
-  for (const { rec } of core.events.records(job, 0)) {
-    const [, k, , data] = rec;
-    const kind = k & REC_KIND_MASK;
-    const piece = data instanceof Uint8Array ? data : Buffer.from(typeof data === 'string' ? `[control] ${data}` : `[${kind === REC.TASK ? 'task' : 'job'}] ${JSON.stringify(data)}`);
-    chunk.push(piece);
-    if (!(k & REC_PARTIAL)) chunk.push(NL);
-    size += piece.length + 1;
-    if (size >= 256 * 1024) {
-      yield Buffer.concat(chunk);
-      chunk = [];
-      size = 0;
-    }
-  }
-  if (chunk.length > 0) yield Buffer.concat(chunk);
-}
-
 /** A job's task runs so far and how far its log was read for them. */
 interface Timeline {
   scanned: number;

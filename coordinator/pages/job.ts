@@ -25,7 +25,7 @@ import { isTerminal } from '../jobs.js';
 import type { Router } from '../router.js';
 import { queryInt } from '../router.js';
 import type { JobRecord } from '../store/records.js';
-import { eventsAnswer, pageLines, rawLog, searchLog, taskTimeline } from './job-log.js';
+import { eventsAnswer, pageLines, searchLog, taskTimeline } from './job-log.js';
 import { jobRef, reproducibilityOf } from './reproducibility.js';
 import { pageJson, pageResponse, wantsJson } from './respond.js';
 import type { Viewer } from './session.js';
@@ -134,7 +134,7 @@ export function jobPageRoutes(core: Core, r: Router): void {
         'content-type': 'text/plain; charset=utf-8', 'content-disposition': `attachment; filename="${job.id}.log"`,
         'x-content-type-options': 'nosniff', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; sandbox",
       },
-      body: rawLog(core, job.id),
+      body: core.events.text(job.id),
     };
   });
 
