@@ -5,7 +5,7 @@
  *
  *   node dist/bench/main.js [--scenario NAME]... [--quick] [--json-only]
  *
- * Scenarios: ceiling, ingest, dispatch, fleet, artifacts, web (default: all, in that order).
+ * Scenarios: ceiling, ingest, dispatch, fleet, artifacts, web, fanout (default: all, in that order).
  * --quick cuts counts so the whole run takes about two minutes.
  * --json-only prints only the JSON document on stdout (progress still goes to stderr).
  *
@@ -17,6 +17,7 @@ import { runArtifacts } from './artifacts.js';
 import { Ceilings, runCeilings } from './ceilings.js';
 import type { BenchContext } from './ceilings.js';
 import { runDispatch } from './dispatch.js';
+import { runFanout } from './fanout.js';
 import { runFleet } from './fleet.js';
 import { runIngest } from './ingest.js';
 import { killTracked } from './proc.js';
@@ -32,6 +33,7 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> 
   fleet: runFleet,
   artifacts: runArtifacts,
   web: runWeb,
+  fanout: runFanout,
 };
 
 /** Parsed command line. */
@@ -65,7 +67,7 @@ async function main(): Promise<void> {
   try {
     args = parseArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}\nusage: node dist/bench/main.js [--scenario ceiling|ingest|dispatch|fleet|artifacts|web]... [--quick] [--json-only]\n`);
+    process.stderr.write(`bench: ${(err as Error).message}\nusage: node dist/bench/main.js [--scenario ${Object.keys(SCENARIOS).join('|')}]... [--quick] [--json-only]\n`);
     process.exit(64);
   }
   const startedAt = new Date();

@@ -6,7 +6,8 @@
  */
 import { execFileSync, fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { nowMs, withTimeout } from './util.js';
 
@@ -64,6 +65,25 @@ export function mainThreadCpuS(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * Lowers the priority of every thread of `pid` (Linux nice values are per
+ * thread: `setPriority(pid)` alone leaves a node process's GC and libuv
+ * threads at full priority). Threads created later inherit the main
+ * thread's. Returns the threads changed.
+ */
+export function niceAll(pid: number, nice = 19): number {
+  let n = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      setPriority(Number(tid), nice);
+      n++;
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return n;
 }
 
 /** What one process did during one phase. */

@@ -57,10 +57,48 @@ export function figure(
   };
 }
 
+/**
+ * A curve for the report's charts: y against x (for example lines/s
+ * against the number of agents), with the ceiling at each x when there is
+ * one (drawn beside it).
+ */
+export interface Series {
+  name: string;
+  xLabel: string;
+  unit: string;
+  points: { x: number; y: number; ceiling?: number }[];
+}
+
+/**
+ * Samples of one latency (or other) distribution for the report's charts:
+ * at most {@link MAX_SAMPLES} values (use {@link sampleOf} to thin them),
+ * with the floor measured in the same run when there is one.
+ */
+export interface Distribution {
+  name: string;
+  unit: string;
+  samples: number[];
+  floor?: number;
+}
+
+/** Samples kept per distribution. */
+export const MAX_SAMPLES = 2000;
+
+/** At most {@link MAX_SAMPLES} values of `xs`, evenly spaced over its sorted order (so percentiles survive). */
+export function sampleOf(xs: readonly number[]): number[] {
+  const sorted = [...xs].filter(Number.isFinite).sort((a, b) => a - b);
+  if (sorted.length <= MAX_SAMPLES) return sorted;
+  return Array.from({ length: MAX_SAMPLES }, (_, i) => sorted[Math.round((i * (sorted.length - 1)) / (MAX_SAMPLES - 1))]!);
+}
+
 /** Everything one scenario produced. */
 export interface ScenarioResult {
   scenario: string;
   figures: Figure[];
+  /** Curves for the charts (may be empty). */
+  series: Series[];
+  /** Distributions for the charts (may be empty). */
+  distributions: Distribution[];
   /** CPU and memory of each process per phase. */
   processes: ProcUsage[];
   /** Derived from `processes`: which side was CPU-bound, per phase. */
@@ -72,7 +110,7 @@ export interface ScenarioResult {
 
 /** An empty result to fill in. */
 export function newResult(scenario: string): ScenarioResult {
-  return { scenario, figures: [], processes: [], bottleneck: [], notes: [], errors: [], seconds: 0 };
+  return { scenario, figures: [], series: [], distributions: [], processes: [], bottleneck: [], notes: [], errors: [], seconds: 0 };
 }
 
 /** A process counts as CPU-bound when it kept at least this many cores busy. */

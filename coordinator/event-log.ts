@@ -171,6 +171,38 @@ export class EventLog {
   }
 
   /**
+   * Stored batches as they are (no decoding): from the one holding seq
+   * `after + 1` on, none starting past `upTo` or past `cut`, and past the
+   * first about `maxBytes` in all. `next` is the last seq the batches hold.
+   * The first batch may hold seqs at or before `after`; readers drop those.
+   * Null when nothing after `after` has committed up to `upTo`.
+   *
+   * What the live log sends (coordinator/pages/live.ts): a page costs a
+   * read and a copy, not a decode and re-encode of every record.
+   */
+  rawBatches(job: JobId, after: number, upTo: number, maxBytes: number, cut = Number.MAX_SAFE_INTEGER): { batches: { first: number; bytes: Buffer }[]; next: number } | null {
+    // Only what the log says committed: every seq up to lastSeq is in the store, and lastSeq ends a batch.
+    const end = Math.min(upTo, this.lastSeq(job));
+    if (after >= end) return null;
+    let start = after + 1;
+    for (const { key } of this.#dbs.events.getRange({ start: [job, after + 1], end: [job, 0], reverse: true, limit: 1 })) start = key[1];
+    const batches: { first: number; bytes: Buffer }[] = [];
+    let bytes = 0;
+    // The last batch taken ends where the next one starts, or at `end` when none follows up to it.
+    let next = end;
+    for (const { key, value } of this.#dbs.events.getRange({ start: [job, start], end: [job, end + 1] })) {
+      const first = key[1];
+      if (batches.length > 0 && (bytes + value.length > maxBytes || first > cut)) {
+        next = first - 1;
+        break;
+      }
+      batches.push({ first, bytes: value });
+      bytes += value.length;
+    }
+    return batches.length > 0 ? { batches, next } : null;
+  }
+
+  /**
    * A page of events in their JSON form: at most `limit` events and, past
    * the first, about `maxBytes` of line data, so a log of huge lines cannot
    * make one answer (and the coordinator's memory) unbounded.

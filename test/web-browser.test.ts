@@ -30,8 +30,10 @@ const SEL = {
   logBox: '#log',
   /** One rendered log line: `.ln` with `id="L<seq>"` and `data-seq` (web/log.ts). */
   logLine: '#log .ln[data-seq]',
-  /** The "jump to newest" button shown while the reader is scrolled up (web/job.ts). */
+  /** The "jump to newest" button shown while the reader is scrolled up, `data-count` new lines behind it (web/job.ts). */
   jumpNewest: '#newest',
+  /** The live connection's state in `data-state`: connecting, live, reconnecting, ended, refused (web/client/job.ts). */
+  liveStatus: '#live-status',
   /** The log search box, and a line that matches (web/job.ts, web/log.ts). */
   logSearch: '#log-search input[type=search]',
   searchHit: '#log .ln.hit',
@@ -41,12 +43,13 @@ const SEL = {
 
 /**
  * A job that prints `n` numbered lines over about n × 50 ms, after an
- * ANSI-coloured line and before a unique needle.
+ * ANSI-coloured line and before a unique needle; halfway, a burst of 400
+ * lines at once (a page big enough to be sent compressed).
  */
 function liveScript(n: number): string {
   return [
     String.raw`printf '\033[31mred error\033[0m then \033[1;32mbold green\033[0m and \033[44mblue background\033[0m\n'`,
-    `for i in $(seq 1 ${n}); do printf 'line %03d of ${n}\\n' "$i"; sleep 0.05; done`,
+    `for i in $(seq 1 ${n}); do printf 'line %03d of ${n}\\n' "$i"; [ "$i" = ${Math.floor(n / 2)} ] && seq -f 'burst %04g' 1 400; sleep 0.05; done`,
     'echo needle-7f3a9 is here',
   ].join('\n');
 }
@@ -223,7 +226,15 @@ describe('web pages in Chromium', () => {
     const id = await submit(rig.admin, liveScript(N), { name: 'live-log' });
     await using proxy: DropProxy = await startDropProxy(rig.c.url);
     await until('the job to print its first lines', async () => (await rig.admin.call('GET', `/api/v1/jobs/${id}`)).body.lastEvent > 5, 30_000);
+    // The kinds of the live frames the page gets (byte 0: 1 records, 2 compressed records, `{` JSON).
+    const kinds = new Map<number, number>();
+    page.on('websocket', (ws) => ws.on('framereceived', (f) => {
+      const b = typeof f.payload === 'string' ? Buffer.from(f.payload) : f.payload;
+      kinds.set(b[0]!, (kinds.get(b[0]!) ?? 0) + 1);
+    }));
     await open(`/job/${id}`, proxy.url);
+    const liveState = () => page.locator(SEL.liveStatus).getAttribute('data-state');
+    await until('the live connection to be up', async () => (await liveState()) === 'live', 10_000);
 
     // Lines arrive while we watch.
     const first = await until('20 numbered lines on the page', async () => {
@@ -244,6 +255,8 @@ describe('web pages in Chromium', () => {
     const heldAt = await lastInDom();
     await until('10 new lines waiting behind the button', async () => Number(/\((\d+) new\)/.exec(await jump.innerText())?.[1] ?? 0) >= 10, 10_000);
     assert.equal(await lastInDom(), heldAt, 'new lines wait behind the button instead of being added under the reader');
+    const waiting = Number(await jump.getAttribute('data-count'));
+    assert.ok(waiting >= 10 && (await jump.innerText()).includes(`(${waiting} new)`), `data-count says how many wait (${waiting}: ${await jump.innerText()})`);
     assert.equal(await log.evaluate((b) => (b as unknown as Box).scrollTop), 0, 'arriving lines must not scroll a reader who scrolled up');
     await screenshot(page, 'job-scrolled-up');
     await jump.click();
@@ -257,6 +270,7 @@ describe('web pages in Chromium', () => {
     const atDrop = await jobNow();
     await proxy.drop(1500);
     await until('the page to open a new live connection', () => proxy.websockets.length > wsBefore, 20_000);
+    await until('the page to say it is live again', async () => (await liveState()) === 'live', 10_000);
     const atReconnect = await jobNow();
     // Otherwise the drop proved nothing: lines must have been missed, and more must still come live.
     assert.ok(atReconnect.lastEvent > atDrop.lastEvent + 10, `lines were committed while the page was disconnected (${atDrop.lastEvent} → ${atReconnect.lastEvent})`);
@@ -268,6 +282,8 @@ describe('web pages in Chromium', () => {
     const lastSeq = stored.at(-1)!.seq;
     await until('the last event on the page', async () => (await renderedLines(page)).some((l) => l.seq === lastSeq), 20_000);
     await screenshot(page, 'job');
+    await until('the page to say the job ended', async () => (await liveState()) === 'ended', 10_000);
+    assert.ok((kinds.get(1) ?? 0) > 0 && (kinds.get(2) ?? 0) > 0 && kinds.get(0x7b) === 1, `plain and compressed pages, then one JSON done (frames by kind: ${JSON.stringify([...kinds])})`);
 
     // Contiguous: every seq 1..last exactly once, in order, with the stored text; each numbered line once.
     const all = await collectWholeLog(page);

@@ -6,12 +6,15 @@
  */
 import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
+import { inflateRawSync } from 'node:zlib';
+import { Packr } from 'msgpackr';
 import { WebSocket } from 'ws';
 import { createUser } from '../coordinator/index.js';
 import { canonicalJson } from '../coordinator/fingerprint.js';
 import { lineDiff, manifestDiff, parseManifest } from '../coordinator/pages/diff.js';
 import { ansiSegments, ansiToHtml, stripAnsi } from '../web/ansi.js';
 import { ansiSegments as clientAnsiSegments } from '../web/client/job.js';
+import { FRAME, LiveFrameError, decodeLivePage, pageHead } from '../web/client/live-page.js';
 import type { Rig } from './helpers.js';
 import { api, startRig, submit, until, waitJob } from './helpers.js';
 
@@ -43,21 +46,34 @@ function renderedLines(html: string): string[] {
   return [...html.matchAll(/<span class="tx">(.*?)<\/span>(?:<span class="trunc">|<\/div>)/g)].map((m) => m[1]!.replace(/<[^>]*>/g, ''));
 }
 
-/** A live-log client: every message it got, and how the socket closed. */
+/** A live-log client: every message it got (pages as `{events, next}`), and how the socket closed. */
 interface LiveClient {
   ws: WebSocket;
   messages: any[];
   closed: Promise<{ code: number; reason: string }>;
 }
 
+/**
+ * Follows /api/v1/live as the page's script does: JSON messages parsed,
+ * page frames inflated and read with web/client/live-page.js, dropping what
+ * it already has. Checks each page moves `next` forward.
+ */
 function live(url: string, opts: { cookie?: string; origin?: string; first?: unknown; text?: string } = {}): LiveClient {
   const headers: Record<string, string> = {};
   if (opts.cookie) headers.cookie = opts.cookie;
   const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/api/v1/live`, { headers, ...(opts.origin ? { origin: opts.origin } : {}) });
   const messages: any[] = [];
+  const after = (opts.first as { after?: unknown } | undefined)?.after;
+  let received = typeof after === 'number' ? after : 0;
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     assert.ok(isBinary, 'the server sends binary frames only');
-    messages.push(JSON.parse(data.toString('utf8')));
+    if (data[0] === FRAME.JSON) return void messages.push(JSON.parse(data.toString('utf8')));
+    const { kind, next, body } = pageHead(data);
+    const events = decodeLivePage(kind === FRAME.DEFLATED ? inflateRawSync(body) : body, received);
+    assert.ok(next > received, `a page ends past what was already sent (next ${next}, had ${received})`);
+    assert.equal(events.at(-1)?.seq, next, 'a page holds events up to its next');
+    received = next;
+    messages.push({ events, next });
   });
   ws.on('open', () => {
     if (opts.text !== undefined) ws.send(opts.text);
@@ -372,6 +388,64 @@ describe('a long log', () => {
     assert.equal(cursor, last);
     assert.equal(rounds, Math.ceil(last / 50_000));
     assert.equal((await get(`${url}/job/${id}/search?q=`, { cookie, json: true })).status, 400);
+  });
+});
+
+describe('live page frames (web/client/live-page.ts)', () => {
+  const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'number', mapsAsObjects: true });
+  /** A body of stored batches, as the coordinator frames them. */
+  const body = (batches: [number, unknown][]): Buffer => Buffer.concat(batches.map(([first, b]) => {
+    const m = packr.pack(b);
+    const h = Buffer.alloc(12);
+    h.writeDoubleBE(first, 0);
+    h.writeUInt32BE(m.length, 8);
+    return Buffer.concat([h, m]);
+  }));
+
+  test('reads every value msgpackr writes for the log, with seqs from each batch\'s first, dropping what the reader has', () => {
+    const time = 1_763_720_000_123;
+    const taskEvent = { event: 'exited', name: 'build', code: -1, signal: null, big: 2 ** 40, neg: -(2 ** 40), f: 1.5, ok: true, no: false, list: [1, 'two', [3]], n: -33, u16: 60_000, i16: -30_000 };
+    const recs = [
+      [time, 0, 0, Buffer.from('plain \u00e9 line')],
+      [time + 1, 1 | 0x10, 1, Buffer.from([0x66, 0xff, 0xfe])],
+      [time + 2, 2, 1, taskEvent],
+      [time + 3, 6, 0, 'job completed: '.padEnd(300, 'x')],
+    ];
+    const b = body([[7, { type: 'batch', job: '01J', batch: 2, recs: recs.slice(0, 2) }], [9, { type: 'batch', job: '01J', batch: 0, recs: recs.slice(2) }]]);
+    const all = decodeLivePage(b, 0);
+    assert.deepEqual(all.map((e) => e.seq), [7, 8, 9, 10]);
+    assert.deepEqual(all[0], { seq: 7, time, stream: 'stdout', task: 0, text: 'plain \u00e9 line' });
+    assert.deepEqual(all[1], { seq: 8, time: time + 1, stream: 'stderr', task: 1, text: 'f\ufffd\ufffd', partial: true });
+    assert.deepEqual({ ...(all[2]!.event as object) }, taskEvent);
+    assert.equal(all[2]!.stream, 'task');
+    assert.equal(all[3]!.text, 'job completed: '.padEnd(300, 'x'));
+    assert.deepEqual(decodeLivePage(b, 8).map((e) => e.seq), [9, 10], 'seqs up to after are dropped');
+  });
+
+  test('cuts lines past 64 KiB for display and says how long they were', () => {
+    const long = Buffer.alloc(70_000, 0x61);
+    long.write('\u00e9', 65_535);
+    const [e] = decodeLivePage(body([[1, { recs: [[1, 0, 0, long]] }]]), 0);
+    assert.equal(e!.truncated, 70_000);
+    assert.equal(e!.text!.length, 65_535, 'cut before the 2-byte character that straddles the limit');
+  });
+
+  test('a malformed frame is an error that names the rule, never a wrong line', () => {
+    const good = body([[1, { recs: [[1, 0, 0, Buffer.from('x')]] }]]);
+    const cases: [Uint8Array, RegExp][] = [
+      [good.subarray(0, 5), /batch header at byte 0 runs past the end/],
+      [good.subarray(0, good.length - 1), /says \d+ bytes, \d+ are left/],
+      [body([[1, { other: 1 }]]), /has no "recs" array/],
+      [body([[1, { recs: [[1, 0]] }]]), /record 1 is not \[time, kind, task, data\]/],
+      [Buffer.concat([good.subarray(0, 8), Buffer.from([0, 0, 0, 1, 0xc1])]), /msgpack type 0xc1 at byte 0/],
+      [Buffer.concat([good.subarray(0, 8), Buffer.from([0, 0, 0, 5, 0xdd, 0xff, 0xff, 0xff, 0xff])]), /runs past the end/],
+    ];
+    for (const [b, re] of cases) assert.throws(() => decodeLivePage(b, 0), (err: Error) => err instanceof LiveFrameError && re.test(err.message), String(re));
+    assert.throws(() => pageHead(Buffer.from([1, 2, 3])), /at least 9 bytes/);
+    assert.throws(() => pageHead(Buffer.alloc(9, 7)), /frame kind 7 is not a page/);
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    assert.throws(() => decodeLivePage(body([[1, { recs: [[1, 3, 0, deep]] }]]), 0), /nesting deeper than 64/);
   });
 });
 

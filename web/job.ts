@@ -249,10 +249,10 @@ function logSection(d: JobPageData, lines: readonly LogEvent[]): string {
 <form id="log-search" role="search" action="${e(L.searchUrl)}" method="get"><input type="search" name="q" placeholder="search the log" aria-label="search the log" maxlength="200"> <button type="submit">Find</button> <button type="button" id="search-prev" disabled>↑</button><button type="button" id="search-next" disabled>↓</button> <span id="search-status" class="muted"></span></form>
 <button type="button" id="ts-toggle">absolute times</button>
 <a href="${e(L.rawUrl)}" download>raw log</a>
-<span id="live-status" class="live ${L.live ? 'on' : 'off'}">${L.live ? 'live' : 'ended'}</span>
+<span id="live-status" class="live ${L.live ? 'on' : 'off'}" data-state="${L.live ? 'connecting' : 'ended'}">${L.live ? 'live' : 'ended'}</span>
 <span class="muted"><span id="event-count">${L.lastSeq}</span> events</span>
 </div>
-<div id="log" class="log" ${attrs} tabindex="0">${older}<div id="lines">${renderLogLines(lines, { jobId: d.job.id, t0 })}</div>${newer}<button type="button" id="newest" hidden>jump to newest</button></div>`;
+<div id="log" class="log" ${attrs} tabindex="0">${older}<div id="lines">${renderLogLines(lines, { jobId: d.job.id, t0 })}</div>${newer}<button type="button" id="newest" data-count="0" hidden>jump to newest</button></div>`;
 }
 
 /** The page's own stylesheet (on top of the shell's). */

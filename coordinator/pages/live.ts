@@ -1,15 +1,17 @@
 /**
  * The live log: a WebSocket at `/api/v1/live` that follows one job's log.
  *
- * Protocol (every message is a binary frame holding UTF-8 JSON; the
- * coordinator's WebSocket layer closes text frames with 1003):
+ * Protocol (every message is a binary frame; the coordinator's WebSocket
+ * layer closes text frames with 1003). Client messages and the server's
+ * `done` are UTF-8 JSON; the server's pages are page frames
+ * (web/client/live-page.ts has the layout and the reader):
  *
  * | from | message | meaning |
  * |---|---|---|
  * | client | `{job, after}` | follow job `job` from the event after seq `after` (once per connection) |
  * | client | `{ping: any}` | keep-alive; ignored (the connection closes after {@link LIVE_IDLE_SECONDS} of silence) |
- * | server | `{events: [EventJson...], next}` | the next events in order; `next` is the last seq sent |
- * | server | `{done: true, state}` | the job ended and every event was sent; the server then closes with 1000 |
+ * | server | page frame (byte 0 is 1 or 2) | the next events in order, as stored; `next` is the last seq sent |
+ * | server | `{done: true, state}` (byte 0 is `{`) | the job ended and every event was sent; the server then closes with 1000 |
  *
  * | close code | meaning | should the client reconnect? |
  * |---|---|---|
@@ -24,23 +26,30 @@
  * waiter per job, not per viewer), reads each new page of events once,
  * encodes it once, and sends the same bytes to every viewer that is caught
  * up. A viewer whose send reported backpressure gets nothing more until its
- * `drain`; it then catches up from the store at its own cursor, page by page,
- * and rejoins the shared stream when it reaches the feed's head. Nothing is
- * buffered per viewer beyond what the socket holds.
+ * `drain`; it then catches up at its own cursor, page by page, and rejoins
+ * the shared stream when it reaches the feed's head. Nothing is buffered per
+ * viewer beyond what the socket holds.
+ *
+ * Pages end on a grid (seqs that are multiples of {@link LIVE_PAGE_EVENTS}),
+ * so viewers that fell behind at different points soon ask for the same
+ * pages; each page is read and encoded once and kept, encoded, in one
+ * {@link PageCache} shared by all feeds ({@link LIVE_CACHE_BYTES}). A hundred
+ * lagging viewers cost one read of the store, not a hundred.
  */
+import { deflateRawSync } from 'node:zlib';
 import type { JobId } from '../../protocol/index.js';
 import { parseJobId, REC } from '../../protocol/index.js';
 import type { Core } from '../core.js';
 import type { HttpRequest, WsConnection, WsRoute } from '../http/types.js';
 import { isTerminal } from '../jobs.js';
-import { readEvents } from './job-log.js';
+import { FRAME, FRAME_HEAD } from '../../web/client/live-page.js';
 import { LIVE_PATH } from './job.js';
 import type { Viewer } from './session.js';
 import { mayView, viewerOf } from './session.js';
 
-/** Events in one message. */
+/** Pages end at seqs that are multiples of this (a page holds about this many events). */
 export const LIVE_PAGE_EVENTS = 1000;
-/** Line bytes in one message (past its first event). */
+/** Stored bytes in one page (past its first batch). */
 export const LIVE_PAGE_BYTES = 512 * 1024;
 /** Silence after which the server closes a connection (clients ping more often). */
 export const LIVE_IDLE_SECONDS = 75;
@@ -80,23 +89,93 @@ interface Feed {
   done: boolean;
   conns: Set<WsConnection<LiveConn>>;
   abort: AbortController;
-  /**
-   * The encoded pages the feed sent, keyed by the seq each starts after. A
-   * viewer that fell behind resumes at a page boundary, so it is sent these
-   * same bytes instead of re-reading and re-encoding the store: a hundred
-   * lagging viewers cost one read, not a hundred.
-   */
-  pages: Map<number, { bytes: Uint8Array; next: number }>;
 }
 
-/** Pages a feed keeps for viewers that fell behind (at most LIVE_PAGE_BYTES each). */
-const FEED_PAGES = 64;
+/** Encoded pages kept for viewers that fell behind, across all feeds. */
+export const LIVE_CACHE_BYTES = 32 * 1024 * 1024;
 /**
- * After a wake, a feed waits this long before reading, so a busy job's many
- * small batches go out as a few large messages: per-message costs (a syscall
- * and a frame per viewer) stay flat however fast the job writes.
+ * After a read that found something, a feed waits this long before reading
+ * again. A line after a quiet spell goes out at once; while a job keeps
+ * writing, its many small batches go out as at most 1000 / FEED_TICK_MS
+ * messages a second, so per-message costs (a syscall and a frame per
+ * viewer) stay flat however fast the job writes.
  */
-const FEED_TICK_MS = 50;
+const FEED_TICK_MS = 25;
+
+/** One page frame: the events after the seq it is cached under, up to `next`. */
+interface Page {
+  bytes: Uint8Array;
+  next: number;
+}
+
+/** Bodies at least this long are sent compressed (deflate-raw, level 1): once per page, however many viewers. */
+export const LIVE_DEFLATE_MIN_BYTES = 1024;
+
+/** A page frame (web/client/live-page.ts): kind, `next`, then the stored batches, compressed when worth it. */
+function pageFrame(batches: { first: number; bytes: Buffer }[], next: number): Uint8Array {
+  let size = 0;
+  for (const b of batches) size += 12 + b.bytes.length;
+  const body = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (const b of batches) {
+    body.writeDoubleBE(b.first, pos);
+    body.writeUInt32BE(b.bytes.length, pos + 8);
+    b.bytes.copy(body, pos + 12);
+    pos += 12 + b.bytes.length;
+  }
+  const deflate = size >= LIVE_DEFLATE_MIN_BYTES;
+  const payload = deflate ? deflateRawSync(body, { level: 1 }) : body;
+  const frame = Buffer.allocUnsafe(FRAME_HEAD + payload.length);
+  frame[0] = deflate ? FRAME.DEFLATED : FRAME.RECORDS;
+  frame.writeDoubleBE(next, 1);
+  payload.copy(frame, FRAME_HEAD);
+  return frame;
+}
+
+/**
+ * Encoded pages by job and the seq each starts after, least recently used
+ * first out once they hold more than `budget` bytes. Any page starting after
+ * a viewer's cursor is the right next message for it, whoever read it.
+ */
+export class PageCache {
+  readonly #pages = new Map<string, Page>();
+  #bytes = 0;
+
+  constructor(readonly budget: number) {}
+
+  get(job: JobId, start: number): Page | undefined {
+    const key = `${job}:${start}`;
+    const page = this.#pages.get(key);
+    if (page) {
+      // Refresh its place: a page many viewers are reaching stays.
+      this.#pages.delete(key);
+      this.#pages.set(key, page);
+    }
+    return page;
+  }
+
+  set(job: JobId, start: number, page: Page): void {
+    const key = `${job}:${start}`;
+    const old = this.#pages.get(key);
+    if (old) this.#bytes -= old.bytes.length;
+    this.#pages.delete(key);
+    this.#pages.set(key, page);
+    this.#bytes += page.bytes.length;
+    for (const [k, p] of this.#pages) {
+      if (this.#bytes <= this.budget || k === key) break;
+      this.#pages.delete(k);
+      this.#bytes -= p.bytes.length;
+    }
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+}
+
+/** The first grid seq after `seq`: where a page starting after `seq` ends at the latest. */
+const gridEnd = (seq: number): number => (Math.floor(seq / LIVE_PAGE_EVENTS) + 1) * LIVE_PAGE_EVENTS;
 
 const encode = (msg: unknown): Uint8Array => Buffer.from(JSON.stringify(msg), 'utf8');
 
@@ -121,6 +200,7 @@ function sameOrigin(headers: Record<string, string>): boolean {
  */
 export function liveRoute(core: Core): WsRoute<LiveConn> {
   const feeds = new Map<JobId, Feed>();
+  const cache = new PageCache(LIVE_CACHE_BYTES);
 
   function send(c: WsConnection<LiveConn>, bytes: Uint8Array, next: number): void {
     const r = c.send(bytes);
@@ -136,21 +216,30 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
     c.close(LIVE_CLOSE.DONE, 'done');
   }
 
-  /** Sends a viewer what it lacks up to the feed's head, from the store, until caught up or blocked. */
+  /**
+   * The page after `start`, up to the grid line after it or `upTo` if that
+   * comes first (and at most {@link LIVE_PAGE_BYTES} of lines): from the
+   * cache, else read once, encoded and kept. Null when nothing is there.
+   */
+  function pageAfter(job: JobId, start: number, upTo: number): Page | null {
+    const cached = cache.get(job, start);
+    if (cached && cached.next <= upTo) return cached;
+    const raw = core.events.rawBatches(job, start, upTo, LIVE_PAGE_BYTES, gridEnd(start));
+    if (!raw) return null;
+    const page = { bytes: pageFrame(raw.batches, raw.next), next: raw.next };
+    cache.set(job, start, page);
+    return page;
+  }
+
+  /** Sends a viewer what it lacks up to the feed's head, page by page, until caught up or blocked. */
   function catchUp(c: WsConnection<LiveConn>): void {
     const d = c.data;
     const feed = d.feed;
     if (!feed) return;
     while (!d.blocked && !c.closed && d.cursor < feed.head) {
-      const cached = feed.pages.get(d.cursor);
-      if (cached) {
-        send(c, cached.bytes, cached.next);
-        continue;
-      }
-      const events = readEvents(core, feed.job, d.cursor, Math.min(LIVE_PAGE_EVENTS, feed.head - d.cursor), LIVE_PAGE_BYTES);
-      if (events.length === 0) break;
-      const next = events.at(-1)!.seq;
-      send(c, encode({ events, next }), next);
+      const page = pageAfter(feed.job, d.cursor, feed.head);
+      if (!page) break;
+      send(c, page.bytes, page.next);
     }
     if (!d.blocked && !c.closed && feed.done && d.cursor >= feed.head) sendDone(c, feed);
   }
@@ -171,15 +260,11 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
   /** Reads what committed since the feed's head, once, and sends the same bytes to every caught-up viewer. */
   function pump(feed: Feed): void {
     for (;;) {
-      const events = readEvents(core, feed.job, feed.head, LIVE_PAGE_EVENTS, LIVE_PAGE_BYTES);
-      if (events.length === 0) break;
       const prev = feed.head;
-      const next = events.at(-1)!.seq;
-      feed.head = next;
-      const bytes = encode({ events, next });
-      feed.pages.set(prev, { bytes, next });
-      if (feed.pages.size > FEED_PAGES) feed.pages.delete(feed.pages.keys().next().value!);
-      for (const c of feed.conns) if (!c.data.blocked && c.data.cursor === prev) send(c, bytes, next);
+      const page = pageAfter(feed.job, prev, Number.MAX_SAFE_INTEGER);
+      if (!page) break;
+      feed.head = page.next;
+      for (const c of feed.conns) if (!c.data.blocked && c.data.cursor === prev) send(c, page.bytes, page.next);
     }
   }
 
@@ -187,6 +272,7 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
     try {
       // Check before the first wait: a job that already ended has nothing left to wake the feed.
       while (!feed.abort.signal.aborted) {
+        const before = feed.head;
         pump(feed);
         const fin = finalSeen(feed);
         if (fin === true) {
@@ -195,8 +281,8 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
           for (const c of feed.conns) if (!c.data.blocked && c.data.cursor >= feed.head) sendDone(c, feed);
           break;
         }
+        if (feed.head > before) await new Promise((r) => setTimeout(r, FEED_TICK_MS));
         await core.events.wait(feed.job, feed.head, fin === false ? WAIT_MS : Math.min(WAIT_MS, fin), feed.abort.signal);
-        if (!feed.abort.signal.aborted) await new Promise((r) => setTimeout(r, FEED_TICK_MS));
       }
     } catch (err) {
       core.log(`live: following job ${feed.job} failed: ${(err as Error).stack ?? String(err)}`);
@@ -211,7 +297,7 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
   function feedFor(job: JobId): Feed {
     let feed = feeds.get(job);
     if (feed) return feed;
-    feed = { job, head: core.events.lastSeq(job), done: false, conns: new Set(), abort: new AbortController(), pages: new Map() };
+    feed = { job, head: core.events.lastSeq(job), done: false, conns: new Set(), abort: new AbortController() };
     feeds.set(job, feed);
     void follow(feed);
     return feed;

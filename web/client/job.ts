@@ -7,8 +7,8 @@
  * bottom the page after it, and lines beyond the window are removed, so a
  * log of a million lines costs the browser what a few thousand do.
  *
- * While the job runs it follows `/api/v1/live` (binary frames of UTF-8
- * JSON, see coordinator/pages/live.ts). On a dropped connection it
+ * While the job runs it follows `/api/v1/live` (page frames read by
+ * ./live-page.js, see coordinator/pages/live.ts). On a dropped connection it
  * reconnects with backoff and `after` = the last seq received; lines are
  * placed by seq, so none is shown twice or skipped. A reader who scrolled up
  * is not moved: new lines wait behind "jump to newest (N new)".
@@ -17,9 +17,14 @@
  * from a fixed set of class names. Like status.ts, this declares the little
  * DOM it uses instead of `/// <reference lib="dom" />`, which would replace
  * Node's `fetch` types for the whole program. It exports `ansiSegments`, a
- * copy of web/ansi.ts's (client scripts import nothing), so the tests can
- * run the same cases through both.
+ * copy of web/ansi.ts's (client scripts import only each other), so the
+ * tests can run the same cases through both.
+ *
+ * Hooks for tests and scripts: `#live-status[data-state]` is `connecting`, `live`,
+ * `reconnecting`, `ended` or `refused`; `#newest[data-count]` is the number
+ * of lines waiting behind "jump to newest".
  */
+import { FRAME, LiveFrameError, decodeLivePage, pageHead } from './live-page.js';
 
 /** A run of text and its classes. */
 export interface AnsiSegment {
@@ -95,6 +100,7 @@ interface Doc { getElementById(id: string): El | null; createElement(tag: string
 interface Sock {
   binaryType: string;
   send(data: Uint8Array): void;
+  close(): void;
   onopen: (() => void) | null;
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number }) => void) | null;
@@ -250,6 +256,7 @@ function start(doc: Doc): void {
     if (newest) {
       newest.hidden = newCount === 0;
       newest.textContent = `jump to newest (${newCount} new)`;
+      newest.setAttribute('data-count', String(newCount));
     }
   }
 
@@ -478,10 +485,21 @@ function start(doc: Doc): void {
   let received = known;
   let attempt = 0;
   let ended = attr('live') !== '1';
-  function setLive(on: boolean, text: string): void {
+  function setLive(state: 'live' | 'reconnecting' | 'ended' | 'refused', text: string): void {
     if (!liveStatus) return;
-    liveStatus.className = `live ${on ? 'on' : 'off'}`;
+    liveStatus.className = `live ${state === 'live' ? 'on' : 'off'}`;
+    liveStatus.setAttribute('data-state', state);
     liveStatus.textContent = text;
+  }
+  /** A deflate-raw body, inflated by the browser. */
+  async function inflate(body: Uint8Array): Promise<Uint8Array> {
+    const g = globalThis as unknown as {
+      Blob: new (parts: Uint8Array[]) => { stream(): { pipeThrough(t: unknown): unknown } };
+      DecompressionStream: new (format: string) => unknown;
+      Response: new (body: unknown) => { arrayBuffer(): Promise<ArrayBuffer> };
+    };
+    const stream = new g.Blob([body]).stream().pipeThrough(new g.DecompressionStream('deflate-raw'));
+    return new Uint8Array(await new g.Response(stream).arrayBuffer());
   }
   function onLive(events: LogEvent[]): void {
     const fresh = events.filter((e) => e.seq > received);
@@ -512,16 +530,22 @@ function start(doc: Doc): void {
     let ping = 0;
     ws.onopen = () => {
       attempt = 0;
-      setLive(true, 'live');
+      setLive('live', 'live');
       ws.send(new TextEncoder().encode(JSON.stringify({ job: jobId, after: received })));
       ping = w.setInterval(() => ws.send(new TextEncoder().encode('{"ping":1}')), 25_000);
     };
-    ws.onmessage = (ev) => {
-      const msg = JSON.parse(new TextDecoder().decode(new Uint8Array(ev.data as ArrayBuffer))) as { events?: LogEvent[]; done?: boolean; state?: string };
-      if (msg.events) onLive(msg.events);
+    // Frames are handled one after another: a compressed page is inflated asynchronously.
+    let chain = Promise.resolve();
+    const handle = async (frame: Uint8Array): Promise<void> => {
+      if (frame[0] !== FRAME.JSON) {
+        const { kind, body } = pageHead(frame);
+        onLive(decodeLivePage(kind === FRAME.DEFLATED ? await inflate(body) : body, received) as LogEvent[]);
+        return;
+      }
+      const msg = JSON.parse(new TextDecoder().decode(frame)) as { done?: boolean; state?: string };
       if (msg.done) {
         ended = true;
-        setLive(false, `ended (${msg.state ?? ''})`);
+        setLive('ended', `ended (${msg.state ?? ''})`);
         // The state, times and outputs above were rendered while the job ran: offer the final page.
         if (liveStatus) {
           const again = el('a', '', 'reload for the outputs');
@@ -530,18 +554,27 @@ function start(doc: Doc): void {
         }
       }
     };
+    ws.onmessage = (ev) => {
+      const frame = new Uint8Array(ev.data as ArrayBuffer);
+      chain = chain.then(() => handle(frame)).catch((err: Error) => {
+        // A frame this script cannot read would leave a gap: stop following and say so.
+        ended = true;
+        setLive('refused', `live log stopped: ${err instanceof LiveFrameError ? err.message : String(err)}; reload the page`);
+        ws.close();
+      });
+    };
     ws.onclose = (ev) => {
       w.clearInterval(ping);
       if (ended) return;
       // 44xx: the server refused (not signed in, no such job, bad message): retrying cannot help.
       if (ev.code >= 4400 && ev.code < 4500) {
         ended = true;
-        setLive(false, `not following (code ${ev.code}); reload the page`);
+        setLive('refused', `not following (code ${ev.code}); reload the page`);
         return;
       }
       const delay = Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
       attempt = Math.min(attempt + 1, 10);
-      setLive(false, `reconnecting in ${Math.round(delay / 1000)} s`);
+      setLive('reconnecting', `reconnecting in ${Math.round(delay / 1000)} s`);
       w.setTimeout(connect, delay);
     };
   }
