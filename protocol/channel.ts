@@ -1,10 +1,10 @@
 import type { KeyObject } from 'node:crypto';
-import { encode, decodeMessage } from './codec.js';
+import { encode, decodeChunkHeader, decodeMessage } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { ErrorCode } from './errors.js';
 import type { Limits } from './limits.js';
 import { DEFAULT_LIMITS } from './limits.js';
-import type { Auth, Challenge, Hello, Message, Role } from './messages.js';
+import type { Auth, Challenge, Chunk, Hello, Message, Role } from './messages.js';
 import { PROTOCOL_VERSION, MIN_PROTOCOL_VERSION } from './version.js';
 import {
   deriveSessionKeys, ed25519PrivateKey, ephemeralFast, ephemeralNacl, frameMac, randomNonce, sameBytes, sha256, signFast, signNacl, verifyFast, verifyNacl,
@@ -13,12 +13,25 @@ import type { EphemeralKey } from './crypto.js';
 
 /** Bytes before a sealed frame's body: an 8-byte big-endian counter and a 32-byte HMAC-SHA256. */
 export const SEALED_HEADER_BYTES = 40;
+/** The first protocol version with data frames. */
+export const DATA_FRAMES_VERSION = 3;
+/** Set in a frame's first byte (the counter's top bit) when it is a data frame. */
+const DATA_FLAG = 0x80;
 
 /**
  * One direction-pair of a sealed session. Each frame is
  * `counter (u64 BE) || HMAC-SHA256(key, counter || body) || body`. The
  * counter starts at 0 per direction per session, so a frame replayed,
  * dropped, reordered or carried over from another session fails.
+ *
+ * From protocol version 3 an upload's chunk travels as a **data frame**:
+ * `counter (top bit set) || HMAC-SHA256(key, counter || n || header) || n
+ * (u32 BE) || header (n bytes: msgpack {type: 'chunk', upload, offset, size})
+ * || the chunk's bytes`. The MAC covers where the bytes go and how many
+ * there are, not the bytes themselves: those are covered by the SHA-256 in
+ * the (sealed) `upload_end`, which the coordinator checks against the bytes
+ * it received before it commits anything. Hashing each megabyte twice more
+ * for a MAC was a fifth of an upload's CPU on each side.
  *
  * @example
  * ws.send(channel.seal({ type: 'ping', t: Date.now() }));
@@ -30,16 +43,35 @@ export class SealedChannel {
   readonly #limits: Limits;
   #sent = 0;
   #received = 0;
+  /** Whether chunks travel as data frames, both ways (the session's version is 3 or later). */
+  readonly dataFrames: boolean;
 
-  constructor(sendKey: Buffer, recvKey: Buffer, limits: Limits = DEFAULT_LIMITS) {
+  constructor(sendKey: Buffer, recvKey: Buffer, limits: Limits = DEFAULT_LIMITS, version = 1) {
     this.#sendKey = sendKey;
     this.#recvKey = recvKey;
     this.#limits = limits;
+    this.dataFrames = version >= DATA_FRAMES_VERSION;
   }
 
-  /** Encodes and seals a message. */
+  /** Encodes and seals a message (a chunk as a data frame when the session allows). */
   seal(msg: Message): Buffer {
+    if (msg.type === 'chunk' && this.dataFrames) return this.#sealData(msg);
     return this.sealBytes(encode(msg));
+  }
+
+  #sealData(msg: Chunk): Buffer {
+    const header = encode({ type: 'chunk', upload: msg.upload, offset: msg.offset, size: msg.data.length });
+    const bodyAt = SEALED_HEADER_BYTES + 4 + header.length;
+    const frame = Buffer.allocUnsafe(bodyAt + msg.data.length);
+    frame.writeUInt32BE(Math.floor(this.#sent / 2 ** 32), 0);
+    frame.writeUInt32BE(this.#sent >>> 0, 4);
+    frame[0]! |= DATA_FLAG;
+    this.#sent++;
+    frame.writeUInt32BE(header.length, SEALED_HEADER_BYTES);
+    frame.set(header, SEALED_HEADER_BYTES + 4);
+    frame.set(msg.data, bodyAt);
+    frameMac(this.#sendKey, frame.subarray(0, 8), frame.subarray(SEALED_HEADER_BYTES, bodyAt)).copy(frame, 8);
+    return frame;
   }
 
   /** Seals an already encoded body. */
@@ -62,17 +94,37 @@ export class SealedChannel {
       throw new ProtocolError('MALFORMED_FRAME', `sealed frame of ${frame.length} bytes is shorter than its ${SEALED_HEADER_BYTES}-byte header plus a body`);
     }
     const header = frame.subarray(0, 8);
+    const view = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    // Before version 3 the flag means nothing: such a frame fails the MAC like any other tampering.
+    if (frame[0]! & DATA_FLAG && this.dataFrames) return this.#openData(view);
     const body = frame.subarray(SEALED_HEADER_BYTES);
     // The MAC first: a tampered counter must read as tampering, not as a replay.
     if (!sameBytes(frameMac(this.#recvKey, header, body), frame.subarray(8, SEALED_HEADER_BYTES))) {
       throw new ProtocolError('BAD_MAC', `frame ${this.#received} failed its MAC check`);
     }
-    const view = Buffer.from(header.buffer, header.byteOffset, 8);
-    const counter = view.readUInt32BE(0) * 2 ** 32 + view.readUInt32BE(4);
+    this.#count(view.readUInt32BE(0) * 2 ** 32 + view.readUInt32BE(4));
+    return decodeMessage(body, this.#limits);
+  }
+
+  /** Checks a verified frame's counter is the next one, and counts it. */
+  #count(counter: number): void {
     if (counter < this.#received) throw new ProtocolError('REPLAYED_FRAME', `frame counter ${counter} was already used (expected ${this.#received})`);
     if (counter > this.#received) throw new ProtocolError('SKIPPED_FRAME', `frame counter ${counter} skips ahead of ${this.#received}`);
     this.#received++;
-    return decodeMessage(body, this.#limits);
+  }
+
+  #openData(frame: Buffer): Chunk {
+    const n = frame.length >= SEALED_HEADER_BYTES + 4 ? frame.readUInt32BE(SEALED_HEADER_BYTES) : -1;
+    const bodyAt = SEALED_HEADER_BYTES + 4 + n;
+    // A header length that cannot fit was never sealed by the peer: tampering (or junk), like a wrong MAC.
+    if (n < 1 || bodyAt >= frame.length || !sameBytes(frameMac(this.#recvKey, frame.subarray(0, 8), frame.subarray(SEALED_HEADER_BYTES, bodyAt)), frame.subarray(8, SEALED_HEADER_BYTES))) {
+      throw new ProtocolError('BAD_MAC', `frame ${this.#received} failed its MAC check`);
+    }
+    this.#count((frame.readUInt32BE(0) & 0x7fffffff) * 2 ** 32 + frame.readUInt32BE(4));
+    const h = decodeChunkHeader(frame.subarray(SEALED_HEADER_BYTES + 4, bodyAt), this.#limits);
+    const data = frame.subarray(bodyAt);
+    if (data.length !== h.size) throw new ProtocolError('MALFORMED_FRAME', `data frame carries ${data.length} bytes, its header says ${h.size}`);
+    return { type: 'chunk', upload: h.upload, offset: h.offset, data };
   }
 }
 
@@ -152,7 +204,7 @@ export class ClientHandshake {
     }
     this.version = msg.v;
     const keys = deriveSessionKeys(this.#ephemeral.agree(msg.ephemeral), transcript);
-    this.#channel = new SealedChannel(keys.clientToServer, keys.serverToClient, this.#limits);
+    this.#channel = new SealedChannel(keys.clientToServer, keys.serverToClient, this.#limits, this.version);
     const a = this.#auth;
     const pub = a.method === 'token' ? undefined : a.publicKey;
     const signClient = (seed: Uint8Array, m: Uint8Array) => (this.#native ? signFast(ed25519PrivateKey(seed, pub), m) : signNacl(seed, m));
@@ -222,7 +274,7 @@ export class ServerHandshake {
     } catch (err) {
       throw new ProtocolError('MALFORMED_FRAME', `hello.ephemeral is not a usable X25519 key (${(err as Error).message})`);
     }
-    this.#channel = new SealedChannel(keys.serverToClient, keys.clientToServer, this.#limits);
+    this.#channel = new SealedChannel(keys.serverToClient, keys.clientToServer, this.#limits, this.version);
     const challenge: Challenge = {
       type: 'challenge', v: this.version, nonce, ephemeral: eph.publicKey,
       sig: signFast(this.#identity, Buffer.concat([SERVER_LABEL, this.#transcript])),

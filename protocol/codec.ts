@@ -163,6 +163,31 @@ function checkBatch(recs: unknown[], limits: Limits): void {
   }
 }
 
+const chunkHeader = shape({ upload: ULID, offset: int(0), size: int(1) });
+
+/**
+ * Decodes and validates the header of a data frame's chunk (protocol
+ * version 3, see SealedChannel): `{type: 'chunk', upload, offset, size}`.
+ *
+ * @example
+ * const { upload, offset, size } = decodeChunkHeader(meta, limits);
+ */
+export function decodeChunkHeader(data: Uint8Array, limits: Limits = DEFAULT_LIMITS): { upload: string; offset: number; size: number } {
+  let value: unknown;
+  try {
+    value = packr.unpack(data);
+  } catch (err) {
+    throw new ProtocolError('MALFORMED_FRAME', `data frame header of ${data.length} bytes is not one msgpack value (${(err as Error).message})`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || (value as { type?: unknown }).type !== 'chunk') {
+    fail('data frame header', 'must be a map with type "chunk"', value);
+  }
+  chunkHeader(value, 'chunk');
+  const h = value as { upload: string; offset: number; size: number };
+  if (h.size > limits.maxChunkBytes) throw new ProtocolError('LIMIT_EXCEEDED', `chunk of ${h.size} bytes exceeds maxChunkBytes (${limits.maxChunkBytes})`);
+  return h;
+}
+
 /**
  * Decodes and validates one message from a peer. Any failure is a
  * {@link ProtocolError}: FRAME_TOO_LARGE, MALFORMED_FRAME, UNKNOWN_TYPE or

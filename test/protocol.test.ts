@@ -769,3 +769,93 @@ describe('upload messages', () => {
       (e: unknown) => e instanceof ProtocolError && e.code === 'MALFORMED_FRAME' && /upload_begin\.mode 4096 must be an integer from 0 to 4095/.test(e.message));
   });
 });
+
+describe('data frames (protocol version 3)', () => {
+  const k1 = Buffer.alloc(32, 5);
+  const k2 = Buffer.alloc(32, 6);
+  const pair = (version = 3) => ({ a: new SealedChannel(k1, k2, DEFAULT_LIMITS, version), b: new SealedChannel(k2, k1, DEFAULT_LIMITS, version) });
+  const upload = '01JABCDEFGHJKMNPQRSTVWXYZ0';
+  const chunk = (offset: number, data: Buffer) => ({ type: 'chunk', upload, offset, data }) as const;
+
+  test('a chunk travels as a data frame whose MAC covers counter and header, and comes out as the same chunk', () => {
+    const { a, b } = pair();
+    const data = Buffer.alloc(100_000, 7);
+    const f = a.seal(chunk(4096, data));
+    assert.equal(f[0]! & 0x80, 0x80, 'the counter\'s top bit marks a data frame');
+    const n = f.readUInt32BE(SEALED_HEADER_BYTES);
+    assert.equal(f.length, SEALED_HEADER_BYTES + 4 + n + data.length, 'the bytes follow the header as they are: no msgpack wrapping');
+    assert.deepEqual(f.subarray(8, SEALED_HEADER_BYTES), frameMac(k1, f.subarray(0, 8), f.subarray(SEALED_HEADER_BYTES, SEALED_HEADER_BYTES + 4 + n)));
+    const got = b.open(f) as { type: string; upload: string; offset: number; data: Uint8Array };
+    assert.deepEqual({ ...got, data: Buffer.from(got.data) }, chunk(4096, data));
+    // Counters are shared with ordinary frames.
+    assert.deepEqual(b.open(a.seal({ type: 'ping', t: 1 })), { type: 'ping', t: 1 });
+    throwsCode(() => b.open(f), 'REPLAYED_FRAME', 'frame counter 0 was already used (expected 2)');
+  });
+
+  test('other messages, and every message of an older session, stay ordinary sealed frames', () => {
+    assert.equal(pair().a.seal({ type: 'ping', t: 1 })[0]! & 0x80, 0);
+    const { a, b } = pair(2);
+    const f = a.seal(chunk(0, Buffer.from('abc')));
+    assert.equal(f[0]! & 0x80, 0);
+    assert.equal(Buffer.from((b.open(f) as { data: Uint8Array }).data).toString(), 'abc');
+  });
+
+  test('a changed header fails the MAC; a changed byte of data does not (upload_end\'s SHA-256 catches it); bad shapes name the rule', () => {
+    const data = Buffer.from('hello world');
+    {
+      const { a, b } = pair();
+      const f = a.seal(chunk(0, data));
+      f[SEALED_HEADER_BYTES + 6]! ^= 1;
+      throwsCode(() => b.open(f), 'BAD_MAC', 'frame 0 failed its MAC check');
+    }
+    {
+      const { a, b } = pair();
+      const f = a.seal(chunk(0, data));
+      f[f.length - 1]! ^= 1;
+      assert.equal(Buffer.from((b.open(f) as { data: Uint8Array }).data).toString(), 'hello worle');
+    }
+    {
+      // On a version 2 session the flag means nothing: the frame fails the MAC over its whole body.
+      const f = pair().a.seal(chunk(0, data));
+      throwsCode(() => pair(2).b.open(f), 'BAD_MAC', 'frame 0 failed its MAC check');
+    }
+    {
+      const { a, b } = pair();
+      const f = a.seal(chunk(0, data));
+      throwsCode(() => b.open(f.subarray(0, f.length - data.length)), 'BAD_MAC', 'frame 0 failed its MAC check');
+    }
+    // Resealed by a key holder with lies in the header: size mismatch, oversized chunk, wrong type.
+    const forge = (header: unknown, body: Buffer) => {
+      const h = encode(header);
+      const f = Buffer.concat([Buffer.alloc(SEALED_HEADER_BYTES), Buffer.alloc(4), h, body]);
+      f[0] = 0x80;
+      f.writeUInt32BE(h.length, SEALED_HEADER_BYTES);
+      frameMac(k1, f.subarray(0, 8), f.subarray(SEALED_HEADER_BYTES, SEALED_HEADER_BYTES + 4 + h.length)).copy(f, 8);
+      return f;
+    };
+    throwsCode(() => pair().b.open(forge({ type: 'chunk', upload, offset: 0, size: 3 }, data)), 'MALFORMED_FRAME', 'data frame carries 11 bytes, its header says 3');
+    throwsCode(() => pair().b.open(forge({ type: 'chunk', upload, offset: 0, size: DEFAULT_LIMITS.maxChunkBytes + 1 }, data)), 'LIMIT_EXCEEDED', /exceeds maxChunkBytes/);
+    throwsCode(() => pair().b.open(forge({ type: 'ping', t: 1 }, data)), 'MALFORMED_FRAME', /must be a map with type "chunk"/);
+    throwsCode(() => pair().b.open(forge({ type: 'chunk', upload, offset: -1, size: 11 }, data)), 'MALFORMED_FRAME', /chunk.offset -1 must be an integer/);
+  });
+
+  test('2,000 mutations of data frames throw only ProtocolError', () => {
+    let seed = 9;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const codes = new Map<string, number>();
+    for (let i = 0; i < 2000; i++) {
+      const { a, b } = pair();
+      const f = a.seal(chunk(i, Buffer.alloc(1 + (i % 50), i)));
+      const m = Buffer.from(f.subarray(0, Math.max(1, Math.floor(rand() * (f.length + 1)))));
+      for (let k = 0; k < 3; k++) m[Math.floor(rand() * m.length)] = Math.floor(rand() * 256);
+      try {
+        b.open(m);
+        codes.set('ok', (codes.get('ok') ?? 0) + 1);
+      } catch (err) {
+        assert.ok(err instanceof ProtocolError, `${(err as Error).name}: ${(err as Error).message}`);
+        codes.set(err.code, (codes.get(err.code) ?? 0) + 1);
+      }
+    }
+    assert.ok((codes.get('BAD_MAC') ?? 0) > 0 && (codes.get('MALFORMED_FRAME') ?? 0) > 0, JSON.stringify([...codes]));
+  });
+});

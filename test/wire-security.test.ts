@@ -7,6 +7,7 @@
  * same agent connection throughout, every line exactly once.
  */
 import { strict as assert } from 'node:assert';
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -458,6 +459,35 @@ describe('the wire under attack, while a real agent streams a job', () => {
       assertRefused(await peer.nextClose(), 'SEQUENCE_GAP', `batch 3 of job ${heldJob} skips ahead of 2`);
       const stdout = (await allEvents(rig.admin, heldJob)).filter((e) => e.stream === 'stdout').map((e) => e.text);
       assert.deepEqual(stdout, ['first batch from the holder']);
+    });
+  });
+
+  describe('upload data frames (protocol version 3)', () => {
+    test('a chunk whose bytes changed on the way passes its header MAC but the upload fails HASH_MISMATCH at upload_end; nothing is stored', async () => {
+      const t = await rig.admin.call('POST', '/api/v1/targets', { name: 'tamper', description: 'one hostile uploader' });
+      assert.equal(t.status, 201, JSON.stringify(t.body));
+      const worker = await createWorker(rig.admin, 'tamper');
+      const peer = await connectPeer(rig.c.connectUrl, key, bootstrapAuth(worker, generateSigningKeyPair()));
+      peers.push(peer);
+      assert.equal(peer.channel!.dataFrames, true, 'a version 3 session sends chunks as data frames');
+      const job = await submit(rig.admin, 'echo never runs', { target: 'tamper', outputRules: ['/work/out/*'] });
+      assert.equal((decodeTrusted((await peer.nextMessage('assign', 10_000)).payload) as JobAssignment).id, job);
+      peer.sendSealed({ type: 'batch', job, batch: 1, recs: [[Date.now(), REC.STDOUT, 0, Buffer.from('making out/a.bin')]] });
+      await peer.nextMessage('ack');
+      await until('the job to run', async () => (await rig.admin.call('GET', `/api/v1/jobs/${job}`)).body.state === 'running');
+      const bytes = Buffer.alloc(5000, 0x61);
+      const upload = '01JUPLOADTAMPERTEST0000001';
+      peer.sendSealed({ type: 'upload_begin', upload, job, path: '/work/out/a.bin', size: bytes.length, mode: 0o644, mtime: Date.now() });
+      assert.equal((await peer.nextMessage('upload_ready')).offset, 0);
+      const frame = peer.channel!.seal({ type: 'chunk', upload, offset: 0, data: bytes });
+      frame[frame.length - 10]! ^= 0xff;
+      peer.send(frame);
+      assert.equal((await peer.nextMessage('chunk_ack')).offset, bytes.length);
+      peer.sendSealed({ type: 'upload_end', upload, size: bytes.length, sha256: createHash('sha256').update(bytes).digest(), mtime: Date.now() });
+      const failed = await peer.nextMessage('upload_failed');
+      assert.equal(failed.code, 'HASH_MISMATCH');
+      assert.match(failed.message, /the sender declared SHA-256 [0-9a-f]{64} but the coordinator received bytes with SHA-256 [0-9a-f]{64}/);
+      assert.deepEqual((await rig.admin.call('GET', `/api/v1/jobs/${job}/outputs`)).body.outputs, []);
     });
   });
 
