@@ -50,20 +50,29 @@ export class EventLog {
   #state(job: JobId): JobLog {
     let s = this.#jobs.get(job);
     if (s) return s;
-    // Rebuild from the store: the last batch gives the next seq; the last agent batch number needs a short walk back past control batches.
-    let nextSeq = 1;
-    let batchNo = 0;
-    for (const { key, value } of this.#dbs.events.getRange({ start: [job, Number.MAX_SAFE_INTEGER], end: [job, 0], reverse: true })) {
-      const b = decodeTrusted(value) as StoredBatch;
-      if (nextSeq === 1) nextSeq = key[1] + b.recs.length;
-      if (b.batch > 0) {
-        batchNo = b.batch;
-        break;
-      }
-    }
+    const { nextSeq, batchNo } = this.#scan(job, true);
     s = { nextSeq, committedSeq: nextSeq - 1, acceptedBatch: batchNo, committedBatch: batchNo, pending: new Map(), waiters: new Set() };
     this.#jobs.set(job, s);
     return s;
+  }
+
+  /**
+   * A job's next seq from the store: the last batch gives it. With
+   * `batchNo`, also the last agent batch number, which needs a short walk
+   * back past the coordinator's control batches.
+   */
+  #scan(job: JobId, batchNo: boolean): { nextSeq: number; batchNo: number } {
+    let nextSeq = 1;
+    let no = 0;
+    for (const { key, value } of this.#dbs.events.getRange({ start: [job, Number.MAX_SAFE_INTEGER], end: [job, 0], reverse: true })) {
+      const b = decodeTrusted(value) as StoredBatch;
+      if (nextSeq === 1) nextSeq = key[1] + b.recs.length;
+      if (b.batch > 0 || !batchNo) {
+        no = b.batch;
+        break;
+      }
+    }
+    return { nextSeq, batchNo: no };
   }
 
   /** The next agent batch number the coordinator expects after everything committed. */
@@ -73,7 +82,10 @@ export class EventLog {
 
   /** Highest committed event seq. */
   lastSeq(job: JobId): number {
-    return this.#state(job).committedSeq;
+    const s = this.#jobs.get(job);
+    if (s) return s.committedSeq;
+    // Read, not kept: listing a million ended jobs must not leave state behind for each (only writers and waiters keep it).
+    return this.#scan(job, false).nextSeq - 1;
   }
 
   /**

@@ -288,6 +288,33 @@ describe('REST API refusals', () => {
       assert.deepEqual(missed, [], `${missed.length} of 30 submissions were not listed right after their 201`);
     });
 
+    test('the job list pages with next, each job once, newest first; queued, waiting and running jobs are listed from memory', async () => {
+      const dave = await newUser('pager');
+      assert.equal((await admin.call('POST', '/api/v1/control/hold')).status, 200);
+      try {
+        const ids: string[] = [];
+        for (let i = 0; i < 12; i++) ids.push(await submitAs(dave.api, { name: `dave-${i}` }));
+        const seen: string[] = [];
+        let before: string | null = null;
+        for (let page = 0; page < 10; page++) {
+          const r = await dave.api.call('GET', `/api/v1/jobs?limit=5${before ? `&before=${before}` : ''}`);
+          assert.equal(r.status, 200);
+          seen.push(...r.body.jobs.map((j: { id: string }) => j.id));
+          before = r.body.next;
+          if (before === null) break;
+        }
+        assert.deepEqual(seen, [...ids].reverse());
+        const queued = await dave.api.call('GET', `/api/v1/jobs?state=queued&limit=4&before=${ids[10]}`);
+        assert.deepEqual(queued.body.jobs.map((j: { id: string }) => j.id), [ids[9], ids[8], ids[7], ids[6]]);
+        assert.equal(queued.body.next, ids[6], 'more queued jobs follow');
+        const rest = await dave.api.call('GET', `/api/v1/jobs?state=queued&limit=100&before=${ids[6]}`);
+        assert.deepEqual(rest.body, { jobs: (await Promise.all(ids.slice(0, 6).reverse().map(async (id) => (await dave.api.call('GET', `/api/v1/jobs/${id}`)).body))), next: null });
+        assert.deepEqual((await dave.api.call('GET', '/api/v1/jobs?state=completed')).body, { jobs: [], next: null });
+      } finally {
+        await admin.call('POST', '/api/v1/control/resume');
+      }
+    });
+
     test('listing all jobs without read-all is 403', async () => {
       assertError(await bob.api.call('GET', '/api/v1/jobs?all=1'), 403, 'FORBIDDEN', 'user bob lacks the "read-all" privilege needed for all=1');
     });

@@ -12,6 +12,8 @@ import type { Principal } from '../auth.js';
 import type { HttpRequest } from '../http/types.js';
 
 const STATES: readonly JobState[] = ['queued', 'waiting', 'running', 'completed', 'failed', 'cancelled'];
+/** Jobs one list request looks at before answering with what it found and a cursor. */
+export const LIST_SCAN_RECORDS = 20_000;
 
 /** The public JSON form of a job. */
 export function jobJson(core: Core, j: JobRecord): Record<string, unknown> {
@@ -199,18 +201,44 @@ export function jobRoutes(core: Core, r: Router): void {
     const all = req.query.get('all') === '1' || req.query.get('all') === 'true';
     if (all && !me.has(PRIV_READ_ALL)) throw new Forbidden(`user ${me.user.name} lacks the "${PRIV_READ_ALL}" privilege needed for all=1`);
     const out: Record<string, unknown>[] = [];
-    const keep = (j: JobRecord | undefined) => {
+    if (state !== null && !isTerminal(state as JobState)) {
+      // Queued, waiting and running jobs are all in memory: no need to walk a store of a million ended ones.
+      const ids = [...core.jobs.active.values()]
+        .filter((j) => j.state === state && (all || j.owner === me.user.id) && (before === null || j.id < before))
+        .map((j) => j.id).sort().reverse();
+      const page = ids.slice(0, limit);
+      return json(200, { jobs: page.map((id) => jobJson(core, core.jobs.get(id)!)), next: ids.length > limit ? page.at(-1)! : null });
+    }
+    // A filter that matches little must not read the whole store in one request: stop after
+    // LIST_SCAN_RECORDS and say where to go on (`next`, the `before` of the next request).
+    let scanned = 0;
+    let lastId: string | null = null;
+    let full = false;
+    const keep = (id: string, j: JobRecord | undefined): boolean => {
+      lastId = id;
       if (j && (state === null || j.state === state)) out.push(jobJson(core, j));
-      return out.length >= limit;
+      full = out.length >= limit;
+      return full || ++scanned >= LIST_SCAN_RECORDS;
     };
+    let ended = true;
     if (all) {
-      for (const { value } of core.dbs.jobs.getRange({ reverse: true, ...(before ? { start: before, exclusiveStart: true } : {}) })) if (keep(value)) break;
+      for (const { key, value } of core.dbs.jobs.getRange({ reverse: true, ...(before ? { start: before, exclusiveStart: true } : {}) })) {
+        if (keep(key as string, value)) {
+          ended = false;
+          break;
+        }
+      }
     } else {
       const owner = me.user.id;
       const range = core.dbs.jobsByOwner.getRange({ start: [owner, before ?? '\uffff'], end: [owner, ''], reverse: true, exclusiveStart: before !== null });
-      for (const { key } of range) if (keep(core.jobs.get(key[1] as JobId))) break;
+      for (const { key } of range) {
+        if (keep(key[1] as string, core.jobs.get(key[1] as JobId))) {
+          ended = false;
+          break;
+        }
+      }
     }
-    return json(200, { jobs: out });
+    return json(200, { jobs: out, next: ended ? null : lastId });
   });
 
   r.add('GET', '/api/v1/jobs/:id', ({ req, params }) => json(200, jobJson(core, visibleJob(core, authenticate(core, req), params.id!))));
