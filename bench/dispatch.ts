@@ -27,7 +27,7 @@ import type { BenchContext } from './ceilings.js';
 import { CoordinatorChild } from './fixture.js';
 import type { CoordinatorInfo } from './fixture.js';
 import { IpcChild, phase, track, waitExit } from './proc.js';
-import { addBottlenecks, figure, newResult } from './report.js';
+import { addBottlenecks, figure, newResult, sampleOf } from './report.js';
 import type { ScenarioResult } from './report.js';
 import type { Api, WorkerGrant } from './util.js';
 import { createWorkers, fmt, mapLimit, median, nowMs, percentile, sleep, submitJob, tempDir, until } from './util.js';
@@ -221,6 +221,29 @@ function latencyFigures(r: ScenarioResult, label: string, lat: Latency[], floor:
     figure(S, `${label}: p99`, percentile(t, 0.99), 'ms', 'lower', { ceiling: floor, target: targets ? { op: '<', value: 50 } : null }),
     figure(S, `${label}: max`, Math.max(...t), 'ms', 'lower', { ceiling: floor }),
   );
+  latencyCharts(r, label, lat, floor);
+}
+
+/**
+ * The same jobs for the report's charts: the whole latency and its parts
+ * as distributions in one chart (where the time goes), and each job's
+ * latency in order (drift, GC pauses and the host's noise show there).
+ */
+function latencyCharts(r: ScenarioResult, label: string, lat: Latency[], floor: { value: number; what: string }): void {
+  if (lat.length === 0) return;
+  const group = `${label}: submit → hi seen, and its parts`;
+  const parts: [string, (l: Latency) => number][] = [
+    ['submit → hi seen', (l) => l.total], ['submit → assigned', (l) => l.assigned], ['assigned → task start', (l) => l.started],
+    ['task start → hi', (l) => l.printed], ['hi → seen', (l) => l.seen],
+  ];
+  for (const [i, [name, pick]] of parts.entries()) {
+    // Only the whole has a floor: the parts are split by the events' whole-millisecond times.
+    r.distributions.push({ name: `${label}: ${name}`, unit: 'ms', samples: sampleOf(lat.map(pick)), group, ...(i === 0 ? { floor: floor.value } : {}) });
+  }
+  r.series.push({
+    name: `${label}: submit → hi seen, job by job`, xLabel: 'job (in order)', unit: 'ms', xScale: 'linear', ceilingWhat: floor.what,
+    points: lat.map((l, i) => ({ x: i + 1, y: l.total, ceiling: floor.value })),
+  });
 }
 
 const TERMINAL = ['completed', 'failed', 'cancelled'];
@@ -335,6 +358,14 @@ export async function runDispatch(ctx: BenchContext): Promise<ScenarioResult> {
     // "Time until all completed" never came: the target cannot count as met.
     if (notDone.length > 0) tputFigure.met = false;
     r.figures.push(tputFigure);
+    // Completions over time beside what four parallel bash runs at the floor's rate would have finished by then.
+    const ends = ended.map((j) => ((j.endedAt as number) - t0) / 1000).sort((a, b) => a - b);
+    const every = Math.max(1, Math.ceil(ends.length / 200));
+    r.series.push({
+      name: '4 persistent agents: jobs completed', xLabel: 's since the first POST', unit: 'jobs', xScale: 'linear',
+      ceilingWhat: `${fmt(floors.bashPerS4)} bash runs/s, 4 in parallel`,
+      points: ends.flatMap((x, i) => (i % every === 0 || i === ends.length - 1 ? [{ x, y: i + 1, ceiling: Math.min(m, floors.bashPerS4 * x) }] : [])),
+    });
     for (const a of agents) a.kill('SIGTERM');
     await Promise.all(agents.map((a) => waitExit(a, 5000)));
 

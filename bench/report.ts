@@ -67,6 +67,14 @@ export interface Series {
   xLabel: string;
   unit: string;
   points: { x: number; y: number; ceiling?: number }[];
+  /** What the points' `ceiling` is, for the chart's legend (for example `bash runs/s, 4 in parallel`). */
+  ceilingWhat?: string;
+  /**
+   * `auto` (the default) draws x on a log scale when it spans two decades
+   * or more, as agent counts 1/10/100 do; a series over job numbers or
+   * seconds says `linear`.
+   */
+  xScale?: 'auto' | 'linear' | 'log';
 }
 
 /**
@@ -79,6 +87,8 @@ export interface Distribution {
   unit: string;
   samples: number[];
   floor?: number;
+  /** Distributions of a scenario with the same group share one chart; the default groups by unit. */
+  group?: string;
 }
 
 /** Samples kept per distribution. */
