@@ -44,7 +44,7 @@ import type { IpcMessage } from './proc.js';
 import { addBottlenecks, figure, newResult, sampleOf } from './report.js';
 import type { ScenarioResult } from './report.js';
 import type { Api } from './util.js';
-import { fmt, median, nowMs, percentile, submitJob, tempDir, until, withTimeout } from './util.js';
+import { burstScript, fmt, median, nowMs, percentile, submitJob, tempDir, until, withTimeout } from './util.js';
 
 const S = 'fanout';
 /** The issue's ceiling on ingestion slowdown with live viewers. */
@@ -70,11 +70,6 @@ async function completed(api: Api, id: string, timeoutMs: number): Promise<any> 
   return j;
 }
 
-/** A script printing `n` lines of exactly {@link LINE_BYTES} bytes (newline included), numbered from 1, as fast as it can. */
-function burstScript(n: number): string {
-  // mawk: an 8-digit number, a space, 90 x's, the newline.
-  return `awk 'BEGIN{p=sprintf("%90s",""); gsub(/ /,"x",p); for(i=1;i<=${n};i++) printf "%08d %s\\n", i, p}'`;
-}
 
 /** A script printing 50 such lines every 50 ms, `ticks` times. */
 function steadyScript(ticks: number): string {

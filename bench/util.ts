@@ -174,3 +174,12 @@ export function fmt(n: number | null | undefined, digits?: number): string {
   const d = digits ?? (Math.abs(n) >= 100 ? 0 : Math.abs(n) >= 10 ? 1 : Math.abs(n) >= 1 ? 2 : 3);
   return n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 }
+
+/**
+ * A bash script printing `n` lines of exactly 100 bytes (newline included),
+ * numbered from 1, as fast as it can: the burst job of the fanout and
+ * buildbot benchmarks. mawk: an 8-digit number, a space, 90 x's, the newline.
+ */
+export function burstScript(n: number): string {
+  return `awk 'BEGIN{p=sprintf("%90s",""); gsub(/ /,"x",p); for(i=1;i<=${n};i++) printf "%08d %s\\n", i, p}'`;
+}
