@@ -1,11 +1,12 @@
 /**
  * `npm run bench`: buildwire's benchmark harness. Prints a table of
  * figures, each next to a ceiling measured in the same run and the ratio
- * between them, and writes bench/results/<ISO timestamp>.json.
+ * between them, and writes bench/results/<ISO timestamp>.json and a
+ * Markdown report with SVG charts beside it (`markdown.ts`).
  *
  *   node dist/bench/main.js [--scenario NAME]... [--quick] [--json-only]
  *
- * Scenarios: ceiling, ingest, dispatch, fleet, artifacts, web, fanout (default: all, in that order).
+ * Scenarios: ceiling, ingest, dispatch, fleet, artifacts, store, web, fanout (default: all, in that order).
  * --quick cuts counts so the whole run takes about two minutes.
  * --json-only prints only the JSON document on stdout (progress still goes to stderr).
  *
@@ -20,6 +21,8 @@ import { runDispatch } from './dispatch.js';
 import { runFanout } from './fanout.js';
 import { runFleet } from './fleet.js';
 import { runIngest } from './ingest.js';
+import { runStore } from './store.js';
+import { writeMarkdown } from './markdown.js';
 import { killTracked } from './proc.js';
 import { newResult, renderTable, writeResults } from './report.js';
 import type { ScenarioResult } from './report.js';
@@ -32,6 +35,7 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<ScenarioResult>> 
   dispatch: runDispatch,
   fleet: runFleet,
   artifacts: runArtifacts,
+  store: runStore,
   web: runWeb,
   fanout: runFanout,
 };
@@ -105,11 +109,20 @@ async function main(): Promise<void> {
     results,
   };
   const path = writeResults(doc, startedAt);
+  // The JSON is written and the table still worth printing, so a broken report costs only the report (and the exit code).
+  let report: string;
+  try {
+    report = writeMarkdown(doc, startedAt);
+  } catch (err) {
+    report = `not written (${(err as Error).stack ?? String(err)})`;
+    process.exitCode = 1;
+  }
   if (args.jsonOnly) {
     process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+    process.stderr.write(`results: ${path}\nreport: ${report}\n`);
   } else {
     const header = `buildwire bench ${startedAt.toISOString()}${args.quick ? ' (quick)' : ''}: ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB.toFixed(0)} GiB, node ${machine.node}; ${doc.seconds.toFixed(0)} s`;
-    process.stdout.write(renderTable(results, header) + `\n\nresults: ${path}\n`);
+    process.stdout.write(renderTable(results, header) + `\n\nresults: ${path}\nreport: ${report}\n`);
   }
   killTracked();
 }
