@@ -335,6 +335,20 @@ describe('a long log', () => {
     await rig.close();
   });
 
+  test('the first views of a 200,000-line job read its timeline once, in slices that leave the coordinator answering meanwhile', async () => {
+    // The timeline pass over 200,000 records takes a while; other requests must not wait for it.
+    const views = Promise.all([1, 2, 3].map(() => get(`${url}/job/${id}`, { cookie, json: true })));
+    const t = performance.now();
+    const ping = await get(`${url}/job/${id}/events?after=0&limit=1`, { json: true, cookie });
+    const pingMs = performance.now() - t;
+    const pages = await views;
+    assert.equal(ping.status, 200);
+    for (const p of pages) assert.deepEqual(p.json.timeline.tasks.map((x: any) => [x.index, x.name, x.code]), [[0, 'main', 0]]);
+    const passMs = Math.min(...pages.map((p) => p.ms));
+    assert.ok(passMs > 50, `the timeline pass over 200,000 records takes a while (${passMs.toFixed(0)} ms), or this test proves nothing`);
+    assert.ok(pingMs < passMs / 2, `a small request (${pingMs.toFixed(0)} ms) was answered long before the timeline pass ended (${passMs.toFixed(0)} ms)`);
+  });
+
   test('the page of a 200,000-line job renders only its last page, under 1 MB', async () => {
     const p = await get(`${url}/job/${id}`, { cookie });
     assert.equal(p.status, 200);

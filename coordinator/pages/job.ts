@@ -50,7 +50,7 @@ function outputUrl(prefix: string, path: string): string {
 }
 
 /** Everything the job page shows except its log lines. */
-export function jobPageData(core: Core, v: Viewer, j: JobRecord, shown: readonly LogEvent[]): JobPageData {
+export async function jobPageData(core: Core, v: Viewer, j: JobRecord, shown: readonly LogEvent[]): Promise<JobPageData> {
   const now = core.clock.now();
   const id = j.id;
   const job: JobView = {
@@ -88,7 +88,7 @@ export function jobPageData(core: Core, v: Viewer, j: JobRecord, shown: readonly
       submittedAt: j.submittedAt, waitedMs: (waitEnd ?? now) - j.submittedAt,
       ranMs: j.assignedAt === null ? null : (j.endedAt ?? now) - j.assignedAt, endedAt: j.endedAt,
     },
-    timeline: { phases, tasks: taskTimeline(core, id) },
+    timeline: { phases, tasks: await taskTimeline(core, id) },
     dependencies, dependents, inputs, store, outputs,
     reproducibility: reproducibilityOf(core, v, j, records),
     log: {
@@ -100,14 +100,14 @@ export function jobPageData(core: Core, v: Viewer, j: JobRecord, shown: readonly
 
 /** Registers the job page and its log endpoints. */
 export function jobPageRoutes(core: Core, r: Router): void {
-  r.add('GET', '/job/:id', ({ req, params }) => {
+  r.add('GET', '/job/:id', async ({ req, params }) => {
     const v = viewerOf(core, req);
     const job = visibleJob(core, v, params.id!);
     const fromRaw = req.query.get('from');
     const from = fromRaw === null ? null : queryInt(req, 'from', 0, 0, Number.MAX_SAFE_INTEGER);
     // The JSON answer never carries log lines: scripts page them through /events.
     const lines = wantsJson(req) ? [] : pageLines(core, job.id, from);
-    const data = jobPageData(core, v, job, lines);
+    const data = await jobPageData(core, v, job, lines);
     return pageResponse(req, v, { title: `${job.name} (${job.state})`, nav: 'jobs' }, data, (nonce) => renderJobPage(data, lines, nonce), { scripts: ['/static/job.js'] });
   });
 
