@@ -4,13 +4,13 @@
  * A coordinator in its own process (temp store) and one real agent process
  * (dist/agent/main.js run) on loopback:
  *
- * 1. One big output (1 GiB; quick: 256 MiB): the job hard-links a file the
+ * 1. One big output (1 GiB; quick: 128 MiB): the job hard-links a file the
  *    bench made beforehand (untimed), so the timed part is the upload alone:
  *    from the task's exit record to the agent's WORKER line `uploaded
  *    /work/big.bin` (written when the coordinator's upload_done arrives:
  *    after hashing, writing, fdatasync, linking into the blob store and the
  *    commit transaction). Both timestamps come from the agent's clock.
- * 2. Small outputs (10,000 of 4 KiB; quick: 2,000) from one job: files/s
+ * 2. Small outputs (10,000 of 4 KiB; quick: 500) from one job: files/s
  *    from the task's exit to the last `uploaded` line.
  * 3. A job depending on the first with copyOutputs: the big file downloaded
  *    to the agent, timed from the coordinator's "job assigned" control line
@@ -325,8 +325,8 @@ async function smallUploads(x: Run, count: number, timeoutMs: number): Promise<v
 /** Runs the artifacts scenario. */
 export async function runArtifacts(ctx: BenchContext): Promise<ScenarioResult> {
   const r = newResult(S);
-  const size = ctx.quick ? 256 * MIB : 1024 * MIB;
-  const smallCount = ctx.quick ? 2_000 : 10_000;
+  const size = ctx.quick ? 128 * MIB : 1024 * MIB;
+  const smallCount = ctx.quick ? 500 : 10_000;
   const dir = tempDir('bw-bench-artifacts-');
   const profDir = process.env.BW_BENCH_CPU_PROF;
   const prof = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
@@ -366,7 +366,7 @@ export async function runArtifacts(ctx: BenchContext): Promise<ScenarioResult> {
     ctx.log(`artifacts: a dependent job downloading the ${label(size)} output`);
     await dependencyDownload(x, big);
     ctx.log(`artifacts: ${fmt(smallCount)} outputs of ${SMALL_BYTES / 1024} KiB from one job`);
-    await smallUploads(x, smallCount, ctx.quick ? 60_000 : 120_000);
+    await smallUploads(x, smallCount, ctx.quick ? 30_000 : 120_000);
     r.notes.push('ceilings ran first, each in small processes of their own (bench/upload-peer.ts); the buildwire jobs ran after an untimed warm-up job, on one persistent agent');
     r.notes.push('the bare loop fsyncs once at the end; the coordinator fdatasyncs its part file every 64 MiB (its writes wait meanwhile) and again at the commit, then hard-links it into the blob store and fsyncs that directory');
   } catch (err) {
