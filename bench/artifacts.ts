@@ -4,7 +4,7 @@
  * A coordinator in its own process (temp store) and one real agent process
  * (dist/agent/main.js run) on loopback:
  *
- * 1. One big output (1 GiB; quick: 128 MiB): the job hard-links a file the
+ * 1. One big output (1 GiB; quick: 64 MiB): the job hard-links a file the
  *    bench made beforehand (untimed), so the timed part is the upload alone:
  *    from the task's exit record to the agent's WORKER line `uploaded
  *    /work/big.bin` (written when the coordinator's upload_done arrives:
@@ -325,7 +325,7 @@ async function smallUploads(x: Run, count: number, timeoutMs: number): Promise<v
 /** Runs the artifacts scenario. */
 export async function runArtifacts(ctx: BenchContext): Promise<ScenarioResult> {
   const r = newResult(S);
-  const size = ctx.quick ? 128 * MIB : 1024 * MIB;
+  const size = ctx.quick ? 64 * MIB : 1024 * MIB;
   const smallCount = ctx.quick ? 500 : 10_000;
   const dir = tempDir('bw-bench-artifacts-');
   const profDir = process.env.BW_BENCH_CPU_PROF;

@@ -5,13 +5,13 @@
  * on loopback.
  *
  * 1. Ingestion slowdown. A burst job (300,000 lines of 100 B; quick
- *    200,000) runs with no viewer and with 1, 10 and 100 (quick 1 and 20)
+ *    150,000) runs with no viewer and with 1, 10 and 100 (quick 1 and 20)
  *    viewers, in turn, 3 rounds (quick 2). The viewers subscribe while the
  *    global hold keeps the job queued. Ingestion is timed from the
  *    coordinator committing the first output line to committing the last,
  *    with long polls on the events API (the same in every run).
  * 2. Delivery latency. A steady job (1,000 lines/s in ticks of 50 lines
- *    every 50 ms, 5 s; quick 3 s) with the same viewer counts: the time
+ *    every 50 ms, 5 s; quick 2 s) with the same viewer counts: the time
  *    from the agent reading a line (its record's `time`) to a viewer having
  *    it decoded. The floor is the same job followed by one REST long-poll
  *    follower (`GET /api/v1/jobs/ID/events?wait=`) and no viewer.
@@ -325,9 +325,9 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
   let factory: LocalFactory | undefined;
   let viewers: IpcChild | undefined;
   const counts = ctx.quick ? [1, 20] : [1, 10, 100];
-  const total = ctx.quick ? 200_000 : 300_000;
+  const total = ctx.quick ? 150_000 : 300_000;
   const rounds = ctx.quick ? 2 : 3;
-  const ticks = ctx.quick ? 60 : 100;
+  const ticks = ctx.quick ? 40 : 100;
   try {
     const info = await coord.start();
     const flog: string[] = [];
