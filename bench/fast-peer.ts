@@ -18,7 +18,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import WebSocket from 'ws';
 import type { Message } from '../protocol/index.js';
-import { ClientHandshake, SealedChannel, backoffDelay, codeForClose, isFatalCode } from '../protocol/index.js';
+import { ClientHandshake, DEFAULT_LIMITS, SealedChannel, backoffDelay, codeForClose, isFatalCode } from '../protocol/index.js';
 
 /** An Ed25519 identity made with node:crypto (fast): the raw seed and public key. */
 export interface FastKey {
@@ -34,6 +34,61 @@ export function fastKey(): FastKey {
   return { publicKey: new Uint8Array(spki.subarray(spki.length - 32)), seed: new Uint8Array(pkcs8.subarray(pkcs8.length - 32)) };
 }
 
+/**
+ * At most `max` connection attempts in flight across the peers that share
+ * it; the rest wait their turn (first come, first served).
+ *
+ * Why: a real fleet dials from thousands of machines, each with its own
+ * CPU. Here a few load-generator processes share two cores with the
+ * coordinator. Let 9,000 peers in one process dial at once after a
+ * restart, and that process's event loop falls seconds behind: it answers
+ * challenges too late, handshakes time out on both sides, every retry
+ * costs more CPU, and the storm collapses inside the simulator (measured
+ * here with other work on the host: 18,500 agents, 4,707 back after two minutes, the load generators
+ * spending 18 ms of CPU per successful handshake while the coordinator
+ * idled at 0.1 cores). With a gate each process offers the coordinator as
+ * many handshakes as it can finish, and the figure measures the coordinator.
+ *
+ * @example
+ * const gate = new ConnectGate(64);
+ * new FastPeer({ ...opts, gate }).start();
+ */
+export class ConnectGate {
+  #inflight = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(readonly max: number) {
+    if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`a connect gate needs a positive integer size, got ${max}`);
+  }
+
+  /** Runs `dial` now if a slot is free, else when one frees. The attempt must call {@link leave} once when it ends. */
+  enter(dial: () => void): void {
+    if (this.#inflight < this.max) {
+      this.#inflight++;
+      dial();
+    } else this.#waiting.push(dial);
+  }
+
+  /** An attempt ended (welcomed, refused or failed): its slot goes to the next waiting one. */
+  leave(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#inflight--;
+  }
+}
+
+/**
+ * How long an attempt may take from dialling to the welcome before the
+ * peer gives up on it and dials again: twice the coordinator's own
+ * handshake timeout, which should have closed the connection long before.
+ * Without it a connection that neither side moves (seen here, rarely,
+ * during 18,500-agent reconnect storms: every gate slot held by an
+ * upgraded socket with no challenge and no close, for minutes) would stall
+ * the whole fleet. Each one is counted and reported, since it means the
+ * coordinator did not enforce its limit.
+ */
+export const CLIENT_HANDSHAKE_DEADLINE_MS = 2 * DEFAULT_LIMITS.handshakeTimeoutMs;
+
 /** How a {@link FastPeer} connects. */
 export interface FastPeerOptions {
   url: string;
@@ -43,6 +98,15 @@ export interface FastPeerOptions {
   key: FastKey;
   backoffBaseMs: number;
   backoffCapMs: number;
+  /**
+   * Source address to dial from (any 127.x.y.z on Linux). One source
+   * address has ~28,000 ephemeral ports towards one server port, so a fleet
+   * larger than that must spread its connections over several. Costs CPU
+   * per connect (the kernel's port search after bind()): leave it out below that.
+   */
+  localAddress?: string;
+  /** Shared limit on attempts in flight (first connect and every reconnect); none if absent. */
+  gate?: ConnectGate;
   /** Called on every welcome (first connect and each reconnect). */
   onWelcome: (peer: FastPeer) => void;
   /** Called once if the coordinator refuses for good. */
@@ -62,6 +126,10 @@ export class FastPeer {
   welcomes = 0;
   /** Connection attempts in total. */
   attempts = 0;
+  /** Attempts abandoned after {@link CLIENT_HANDSHAKE_DEADLINE_MS} without a welcome or a close. */
+  stalled = 0;
+  /** Where each abandoned attempt was (`upgrade`, `challenge` or `welcome`: what it waited for), for the report. */
+  stalledIn: string[] = [];
   #backoff = 0;
   #closed = false;
   #retry: NodeJS.Timeout | null = null;
@@ -69,9 +137,9 @@ export class FastPeer {
 
   constructor(readonly o: FastPeerOptions) {}
 
-  /** Dials now. */
+  /** Dials now (or when the gate lets it). */
   start(): void {
-    this.#connect();
+    this.#dial();
   }
 
   /** Sends a sealed ping if connected (the fleet child calls this on the heartbeat schedule). */
@@ -86,7 +154,27 @@ export class FastPeer {
     this.ws?.terminate();
   }
 
-  #connect(): void {
+  /** One attempt through the gate: the slot is held from dialling until the welcome or the close, whichever comes first. */
+  #dial(): void {
+    const gate = this.o.gate;
+    if (!gate) {
+      this.#connect(() => {});
+      return;
+    }
+    gate.enter(() => {
+      let held = true;
+      const release = () => {
+        if (held) {
+          held = false;
+          gate.leave();
+        }
+      };
+      if (this.#closed) release();
+      else this.#connect(release);
+    });
+  }
+
+  #connect(release: () => void): void {
     if (this.#closed) return;
     this.attempts++;
     const o = this.o;
@@ -96,11 +184,16 @@ export class FastPeer {
         ? { method: 'key', worker: o.worker, seed: o.key.seed, publicKey: o.key.publicKey }
         : { method: 'bootstrap', worker: o.worker, credential: o.credential, seed: o.key.seed, publicKey: o.key.publicKey },
     });
-    const ws = new WebSocket(o.url, { perMessageDeflate: false, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(o.url, { perMessageDeflate: false, handshakeTimeout: 10_000, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
     ws.binaryType = 'nodebuffer';
     this.ws = ws;
     let stage: 'challenge' | 'welcome' | 'open' = 'challenge';
     let fatal = false;
+    const deadline = setTimeout(() => {
+      this.stalled++;
+      this.stalledIn.push(ws.readyState === WebSocket.CONNECTING ? 'upgrade' : stage);
+      ws.terminate();
+    }, CLIENT_HANDSHAKE_DEADLINE_MS);
     ws.on('open', () => ws.send(hs.hello()));
     ws.on('message', (data: Buffer) => {
       try {
@@ -119,6 +212,8 @@ export class FastPeer {
           return;
         }
         if (stage === 'welcome') {
+          clearTimeout(deadline);
+          release();
           stage = 'open';
           this.open = true;
           this.bootstrapped = true;
@@ -140,6 +235,8 @@ export class FastPeer {
     });
     ws.on('error', () => {});
     ws.on('close', (closeCode: number, reason: Buffer) => {
+      clearTimeout(deadline);
+      release();
       // Refusals during authentication arrive unsealed; the close code carries them (as PeerClient reads them).
       const coded = codeForClose(closeCode);
       if (!fatal && coded && isFatalCode(coded)) {
@@ -151,7 +248,7 @@ export class FastPeer {
       if (this.ws !== ws) return;
       this.ws = null;
       if (fatal || this.#closed) return;
-      this.#retry = setTimeout(() => this.#connect(), backoffDelay(this.#backoff++, o.backoffBaseMs, o.backoffCapMs));
+      this.#retry = setTimeout(() => this.#dial(), backoffDelay(this.#backoff++, o.backoffBaseMs, o.backoffCapMs));
     });
   }
 }

@@ -2,14 +2,16 @@
  * A load-generator process holding many simulated agents, driven by the
  * bench over IPC. Two modes:
  *
- * - `ingest`: real agents as far as the wire goes — PeerClient, bootstrap
- *   with a key from generateSigningKeyPair(), signed assignments checked,
- *   and the real Outbox (batching, ack window, pause/resume, resend after a
+ * - `ingest`: real agents as far as the wire goes — PeerClient (16
+ *   handshakes in flight), bootstrap with an Ed25519 key, signed
+ *   assignments checked, and the real Outbox (batching, ack window, pause/resume, resend after a
  *   reconnect). On `go` each agent streams its share of 100-byte lines as
  *   fast as the Outbox lets it, then a TASK exit and a JOB completed
  *   record, and waits for `drained()`.
  * - `fleet`: thousands of idle agents as FastPeer connections (see
- *   fast-peer.ts for why), with the real backoff; reports welcomes.
+ *   fast-peer.ts for why), with the real backoff, at most `concurrency`
+ *   attempts in flight (ConnectGate), dialling from `localAddress` when
+ *   given; reports welcomes.
  *
  * Persistent workers take job after job: each new assignment starts a new
  * round, so the bench can run an untimed warm-up job first.
@@ -23,8 +25,8 @@
  */
 import { Outbox } from '../agent/outbox.js';
 import type { JobAssignment, Message } from '../protocol/index.js';
-import { DEFAULT_LIMITS, PeerClient, REC, decodeTrusted, generateSigningKeyPair, verifyAssignment } from '../protocol/index.js';
-import { FastPeer, fastKey } from './fast-peer.js';
+import { DEFAULT_LIMITS, PeerClient, REC, decodeTrusted, verifyAssignment } from '../protocol/index.js';
+import { ConnectGate, FastPeer, fastKey } from './fast-peer.js';
 import type { WorkerGrant } from './util.js';
 import { mapLimit, nowMs, timeSpawn } from './util.js';
 
@@ -66,11 +68,29 @@ const log = (l: string) => {
 
 let assignedThisRound = 0;
 
+/**
+ * Handshakes in flight per process. The real client spends ~30 ms of CPU
+ * per handshake in tweetnacl: started all at once, 500 agents in one
+ * process would queue ~15 s of crypto and the last ones would overrun the
+ * coordinator's 10 s handshake timeout.
+ */
+const INGEST_CONNECTS_IN_FLIGHT = 16;
+
 function startIngest(m: { url: string; coordinatorKey: string; agents: WorkerGrant[] }): void {
   const key = new Uint8Array(Buffer.from(m.coordinatorKey, 'base64'));
   let welcomed = 0;
+  let next = 0;
+  let inflight = 0;
+  const launch = () => {
+    while (inflight < INGEST_CONNECTS_IN_FLIGHT && next < ingestAgents.length) {
+      inflight++;
+      ingestAgents[next++]!.client.start();
+    }
+  };
   ingestAgents = m.agents.map((g) => {
-    const kp = generateSigningKeyPair();
+    // The same Ed25519 seed and public key generateSigningKeyPair() makes, from node:crypto:
+    // tweetnacl takes ~5 ms per key, 5 CPU s for 1,000 agents before the first connects.
+    const kp = fastKey();
     const a: IngestAgent = {
       grant: g, lines: 0, bootstrapped: false, welcomed: false, job: null, outbox: null, sent: 0, scheduled: false, finishing: false,
       start: 0, end: 0, reconnects: 0, sentAt: [], acked: 0, ackMs: [], pausedAt: 0, pausedMs: 0, resending: false,
@@ -85,6 +105,8 @@ function startIngest(m: { url: string; coordinatorKey: string; agents: WorkerGra
       a.bootstrapped = true;
       if (!a.welcomed) {
         a.welcomed = true;
+        inflight--;
+        launch();
         if (++welcomed === ingestAgents.length) send({ op: 'ready', agents: welcomed });
       }
       // After a reconnect mid-stream: resend what the coordinator has not stored.
@@ -119,7 +141,7 @@ function startIngest(m: { url: string; coordinatorKey: string; agents: WorkerGra
     });
     return a;
   });
-  for (const a of ingestAgents) a.client.start();
+  launch();
 }
 
 function schedule(a: IngestAgent): void {
@@ -190,46 +212,44 @@ function go(lines: number[]): void {
 
 let markAt = 0;
 let backSinceMark = new Set<FastPeer>();
+/** Connection attempts (and stalled ones) made before the mark, so `all-back` can say how many the storm took. */
+let attemptsAtMark = 0;
+let stalledAtMark = 0;
 
-function startFleet(m: { url: string; coordinatorKey: string; agents: WorkerGrant[]; concurrency: number; backoffBaseMs: number; backoffCapMs: number }): void {
+function startFleet(m: { url: string; coordinatorKey: string; agents: WorkerGrant[]; concurrency: number; backoffBaseMs: number; backoffCapMs: number; localAddress?: string }): void {
   const key = new Uint8Array(Buffer.from(m.coordinatorKey, 'base64'));
-  const t0 = nowMs();
-  let next = 0;
-  let inflight = 0;
+  let t0 = 0;
   let firstWelcomed = 0;
   let fatal = 0;
   const fatalCodes: Record<string, number> = {};
-  const launch = () => {
-    while (inflight < m.concurrency && next < fleet.length) {
-      inflight++;
-      fleet[next++]!.start();
-    }
-  };
+  // One gate for first connects and reconnect storms alike (see ConnectGate for why).
+  const gate = new ConnectGate(m.concurrency);
   fleet = m.agents.map((g) => new FastPeer({
-    url: m.url, coordinatorKey: key, worker: g.worker, credential: g.credential, key: fastKey(),
-    backoffBaseMs: m.backoffBaseMs, backoffCapMs: m.backoffCapMs,
+    url: m.url, coordinatorKey: key, worker: g.worker, credential: g.credential, key: fastKey(), gate,
+    backoffBaseMs: m.backoffBaseMs, backoffCapMs: m.backoffCapMs, ...(m.localAddress ? { localAddress: m.localAddress } : {}),
     onWelcome: (p) => {
       if (p.welcomes === 1) {
-        inflight--;
         firstWelcomed++;
-        if (firstWelcomed + fatal === fleet.length) send({ op: 'connected', t0, t: nowMs(), welcomed: firstWelcomed, fatal });
-        launch();
+        if (firstWelcomed + fatal === fleet.length) send({ op: 'connected', t0, t: nowMs(), welcomed: firstWelcomed, fatal, stalled: fleet.reduce((n, x) => n + x.stalled, 0) });
       }
       if (markAt > 0) {
         backSinceMark.add(p);
-        if (backSinceMark.size + fatal === fleet.length) send({ op: 'all-back', t: nowMs(), back: backSinceMark.size });
+        if (backSinceMark.size + fatal === fleet.length) {
+          send({
+            op: 'all-back', t: nowMs(), back: backSinceMark.size, attempts: fleet.reduce((n, x) => n + x.attempts, 0) - attemptsAtMark,
+            stalled: fleet.reduce((n, x) => n + x.stalled, 0) - stalledAtMark,
+          });
+        }
       }
     },
-    onFatal: (p, code) => {
+    onFatal: (_p, code) => {
       fatal++;
       fatalCodes[code] = (fatalCodes[code] ?? 0) + 1;
-      if (p.welcomes === 0) {
-        inflight--;
-        launch();
-      }
     },
   }));
-  launch();
+  // Timed from here: the keys above (~0.3 ms each) are made before any agent dials.
+  t0 = nowMs();
+  for (const p of fleet) p.start();
   // One timer for the whole fleet: each agent pings once per heartbeat period, spread over 20 slices.
   let tick = 0;
   setInterval(() => {
@@ -238,7 +258,10 @@ function startFleet(m: { url: string; coordinatorKey: string; agents: WorkerGran
   }, (fleet[0]?.heartbeatMs ?? 10_000) / 20).unref();
   setInterval(() => {
     const open = fleet.reduce((n, p) => n + (p.open ? 1 : 0), 0);
-    send({ op: 'progress', firstWelcomed, open, back: backSinceMark.size, fatal, fatalCodes });
+    const stalled = fleet.reduce((n, p) => n + p.stalled, 0);
+    const stalledIn: Record<string, number> = {};
+    for (const p of fleet) for (const w of p.stalledIn) stalledIn[w] = (stalledIn[w] ?? 0) + 1;
+    send({ op: 'progress', firstWelcomed, open, back: backSinceMark.size, fatal, fatalCodes, stalled, stalledIn });
   }, 500).unref();
 }
 
@@ -264,6 +287,8 @@ process.on('message', (m: { op: string } & Record<string, any>) => {
       case 'mark':
         markAt = nowMs();
         backSinceMark = new Set();
+        attemptsAtMark = fleet.reduce((n, x) => n + x.attempts, 0);
+        stalledAtMark = fleet.reduce((n, x) => n + x.stalled, 0);
         return;
       case 'exit':
         for (const a of ingestAgents) a.client.close();
