@@ -292,8 +292,11 @@ async function run(x: Rig, script: string, lines: number, n: number, rest = fals
     viewers.send({ op: 'watch', url: x.wsUrl, cookie: x.cookie, job, n, firstSeq: x.first, lastSeq: last, maxWaitMs: VIEWERS_MAX_WAIT_MS } satisfies WatchOrder & { op: string });
     await viewers.expect('ready', 60_000, `${n} viewers to subscribe`);
     done = viewers.expect('done', VIEWERS_MAX_WAIT_MS + 30_000, `${n} viewers to receive every line`);
+    // Awaited below; if the run fails first, its rejection (at the viewers' exit) must not crash the bench.
+    done.catch(() => {});
   }
   const follower = rest ? restFollower(api, job, x.first, last, Date.now() + 120_000) : Promise.resolve([]);
+  follower.catch(() => {});
   const firstAt = committed(api, job, x.first - 1);
   await api.ok('POST', '/api/v1/control/resume');
   const startAt = await firstAt;
