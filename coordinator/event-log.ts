@@ -27,7 +27,8 @@ interface JobLog {
   committedBatch: number;
   /** Commit promises of accepted but uncommitted agent batches, by batch number. */
   pending: Map<number, Promise<void>>;
-  waiters: Set<() => void>;
+  /** Called with `false` on each commit (a waiter checks its own position) and `true` on a wake. */
+  waiters: Set<(wake: boolean) => void>;
 }
 
 /**
@@ -130,8 +131,14 @@ export class EventLog {
 
   #committed(s: JobLog, seq: number): void {
     if (seq > s.committedSeq) s.committedSeq = seq;
-    for (const w of s.waiters) w();
-    s.waiters.clear();
+    // lmdb-js keeps a read snapshot until the end of the current tick: without this, a waiter woken
+    // here could read the log from before this commit, find nothing new, and spin (seen under load).
+    try {
+      this.#dbs.env.resetReadTxn();
+    } catch {
+      // The store is closing; nothing will read it.
+    }
+    for (const w of [...s.waiters]) w(false);
   }
 
   /**
@@ -144,12 +151,16 @@ export class EventLog {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        s.waiters.delete(done);
+        s.waiters.delete(check);
         signal?.removeEventListener('abort', done);
         resolve();
       };
+      // Commits of events at or before `after` (a slow reader's own position) are not what it waits for.
+      const check = (wake: boolean) => {
+        if (wake || s.committedSeq > after) done();
+      };
       const timer = setTimeout(done, timeoutMs);
-      s.waiters.add(done);
+      s.waiters.add(check);
       signal?.addEventListener('abort', done, { once: true });
     });
   }
@@ -158,8 +169,7 @@ export class EventLog {
   wake(job: JobId): void {
     const s = this.#jobs.get(job);
     if (!s) return;
-    for (const w of s.waiters) w();
-    s.waiters.clear();
+    for (const w of [...s.waiters]) w(true);
   }
 
   /** Drops a finished job's in-memory state once nothing waits on it. */
