@@ -33,12 +33,11 @@ import { inflateRawSync } from 'node:zlib';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
-import { startLocalFactory } from '../factory/local/index.js';
 import type { LocalFactory } from '../factory/local/index.js';
 import { SESSION_COOKIE, sessionCookie } from '../test/fixtures/browser.js';
 import { FRAME, decodeLivePage, pageHead } from '../web/client/live-page.js';
 import type { BenchContext } from './ceilings.js';
-import { CoordinatorChild } from './fixture.js';
+import { CoordinatorChild, startBenchFactory } from './fixture.js';
 import { IpcChild, niceAll, phase } from './proc.js';
 import type { IpcMessage } from './proc.js';
 import { addBottlenecks, figure, newResult, sampleOf } from './report.js';
@@ -333,12 +332,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
   const ticks = ctx.quick ? 40 : 100;
   try {
     const info = await coord.start();
-    const flog: string[] = [];
-    factory = startLocalFactory({
-      url: info.connectUrl, coordinatorKey: new Uint8Array(Buffer.from(info.publicKey, 'base64')), token: coord.factoryToken, slots: 2,
-      workRoot: dir.path, killGraceMs: 1000, log: (l) => flog.length < 200 && flog.push(l),
-    });
-    if (!(await until(() => flog.some((l) => l.startsWith('connected as factory')), 20_000))) throw new Error(`the local factory did not connect: ${flog.slice(-3).join(' | ')}`);
+    factory = await startBenchFactory(coord, info, dir.path);
     const cookie = await withTimeout(sessionCookie(info.url, coord.adminToken), 10_000, 'sign-in');
     const api = coord.api;
     // Untimed warm-up (JIT, LMDB growth, the agent's first start), which also shows where output lines start.

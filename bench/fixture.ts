@@ -8,7 +8,9 @@ import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { sampleProc, track, waitExit } from './proc.js';
 import type { ProcSample } from './proc.js';
-import { Api, withTimeout } from './util.js';
+import { startLocalFactory } from '../factory/local/index.js';
+import type { LocalFactory } from '../factory/local/index.js';
+import { Api, until, withTimeout } from './util.js';
 
 const ENTRY = fileURLToPath(new URL('./coordinator-process.js', import.meta.url));
 
@@ -142,4 +144,21 @@ export class CoordinatorChild {
     process.kill(child.pid, 'SIGTERM');
     await exited;
   }
+}
+
+/**
+ * The local factory in this process, connected to a coordinator child (two
+ * slots, work under `workRoot`); waits (bounded) until it is connected.
+ */
+export async function startBenchFactory(coord: CoordinatorChild, info: CoordinatorInfo, workRoot: string): Promise<LocalFactory> {
+  const flog: string[] = [];
+  const factory = startLocalFactory({
+    url: info.connectUrl, coordinatorKey: new Uint8Array(Buffer.from(info.publicKey, 'base64')), token: coord.factoryToken, slots: 2,
+    workRoot, killGraceMs: 1000, log: (l) => flog.length < 200 && flog.push(l),
+  });
+  if (!(await until(() => flog.some((l) => l.startsWith('connected as factory')), 20_000))) {
+    await factory.close();
+    throw new Error(`the local factory did not connect: ${flog.slice(-3).join(' | ')}`);
+  }
+  return factory;
 }

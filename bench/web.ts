@@ -17,11 +17,10 @@
  */
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
-import { startLocalFactory } from '../factory/local/index.js';
 import type { LocalFactory } from '../factory/local/index.js';
 import { launchBrowser, SESSION_COOKIE, sessionCookie } from '../test/fixtures/browser.js';
 import type { BenchContext } from './ceilings.js';
-import { CoordinatorChild } from './fixture.js';
+import { CoordinatorChild, startBenchFactory } from './fixture.js';
 import type { CoordinatorInfo } from './fixture.js';
 import { phase } from './proc.js';
 import { addBottlenecks, figure, newResult } from './report.js';
@@ -178,12 +177,7 @@ export async function runWeb(ctx: BenchContext): Promise<ScenarioResult> {
   let factory: LocalFactory | undefined;
   try {
     const info = await coord.start();
-    const flog: string[] = [];
-    factory = startLocalFactory({
-      url: info.connectUrl, coordinatorKey: new Uint8Array(Buffer.from(info.publicKey, 'base64')), token: coord.factoryToken, slots: 2,
-      workRoot: dir.path, killGraceMs: 1000, log: (l) => flog.length < 200 && flog.push(l),
-    });
-    if (!(await until(() => flog.some((l) => l.startsWith('connected as factory')), 20_000))) throw new Error(`the local factory did not connect: ${flog.slice(-3).join(' | ')}`);
+    factory = await startBenchFactory(coord, info, dir.path);
     const cookie = await withTimeout(sessionCookie(info.url, coord.adminToken), 10_000, 'sign-in');
     try {
       await bigLogPage(ctx, r, coord.api, info, cookie, coord);
