@@ -42,13 +42,13 @@ import type { LocalFactory } from '../factory/local/index.js';
 import { BuildbotMaster, POLL_MS, ensureBuildbot } from './buildbot/master.js';
 import type { BuildObserved, BuildRecord } from './buildbot/master.js';
 import { CoordinatorChild } from './fixture.js';
-import { writeMarkdown } from './markdown.js';
+import { publishRun } from './markdown.js';
 import { killTracked, phase, sampleProc, track } from './proc.js';
 import type { ProcUsage } from './proc.js';
-import { addBottlenecks, figure, newResult, renderTable, writeResults } from './report.js';
+import { addBottlenecks, figure, newResult } from './report.js';
 import type { ScenarioResult } from './report.js';
 import type { Api } from './util.js';
-import { burstScript, fmt, median, nowMs, sleep, submitJob, tempDir, until, withTimeout } from './util.js';
+import { burstScript, fmt, jobCompleted, median, nowMs, sleep, submitJob, tempDir, until, withTimeout } from './util.js';
 
 const S = 'buildbot';
 /** The issue's workload: one step printing this many lines of {@link LINE_BYTES} bytes. */
@@ -189,16 +189,6 @@ async function committed(api: Api, job: string, after: number, deadline: number)
   throw new Error(`event ${after + 1} of job ${job} was not committed within ${BUILD_MAX_MS / 1000} s`);
 }
 
-/** Waits (bounded) for a job's state to turn final, polling every `everyMs`; throws unless it completed. */
-async function completed(api: Api, job: string, timeoutMs: number, everyMs: number): Promise<any> {
-  const j = await until(async () => {
-    const b = await api.ok('GET', `/api/v1/jobs/${job}`);
-    return ['completed', 'failed', 'cancelled'].includes(b.state) ? b : undefined;
-  }, timeoutMs, everyMs);
-  if (!j) throw new Error(`job ${job} did not end within ${timeoutMs / 1000} s`);
-  if (j.state !== 'completed') throw new Error(`job ${job} ended ${j.state}: ${j.reason ?? ''}`);
-  return j;
-}
 
 interface JobEvent {
   seq: number;
@@ -256,7 +246,7 @@ async function buildwireRun(x: BuildwireRig, label: string): Promise<Run> {
   const triggeredAt = nowMs();
   const firstAt = await firstP;
   const lastAt = await committed(api, job, last - 1, deadline);
-  const j = await completed(api, job, Math.max(1000, deadline - Date.now()), POLL_MS);
+  const j = await jobCompleted(api, job, Math.max(1000, deadline - Date.now()), POLL_MS);
   const completedAt = nowMs();
   // The agent's CPU time (with its sh and awk) reaches this process's /proc figures once the factory has reaped it.
   if (!(await until(() => x.factory.running() === 0, 20_000, 10))) throw new Error(`job ${job}'s agent was still running 20 s after the job ended`);
@@ -346,7 +336,7 @@ export async function runBuildbot(log: (l: string) => void): Promise<ScenarioRes
     const warmBb = await bb.build(BUILD_MAX_MS, burstScript(WARM_UP_LINES));
     if (warmBb.record.log?.stdout !== WARM_UP_LINES) throw new Error(`the Buildbot warm-up build stored ${warmBb.record.log?.stdout} stdout lines, not ${WARM_UP_LINES}`);
     const warm = await submitJob(api, 'local', burstScript(WARM_UP_LINES), `${STEP}-warm-up`);
-    await completed(api, warm, BUILD_MAX_MS, 100);
+    await jobCompleted(api, warm, BUILD_MAX_MS, 100);
     const ev = await api.ok('GET', `/api/v1/jobs/${warm}/events?after=0&limit=50`);
     const firstOut = (ev.events as JobEvent[]).find((e) => e.stream === 'stdout');
     if (!firstOut) throw new Error('the buildwire warm-up job printed no stdout line');
@@ -485,22 +475,8 @@ async function main(): Promise<void> {
     ratioMeaning: 'ratio = value / ceiling.value, both measured in this run; here the ceiling of a lines/s figure is the script printing into a pipe; the buildwire ÷ Buildbot figures are ratios of medians',
     results: [r],
   };
-  const path = writeResults(doc, startedAt);
-  // As in main.ts: the JSON is written and the table still worth printing, so a broken report costs only the report (and the exit code).
-  let report: string;
-  try {
-    report = writeMarkdown(doc, startedAt);
-  } catch (err) {
-    report = `not written (${(err as Error).stack ?? String(err)})`;
-    process.exitCode = 1;
-  }
-  if (jsonOnly) {
-    process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
-    process.stderr.write(`results: ${path}\nreport: ${report}\n`);
-  } else {
-    const header = `buildwire vs Buildbot ${startedAt.toISOString()}: ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB.toFixed(0)} GiB, node ${machine.node}; ${doc.seconds.toFixed(0)} s`;
-    process.stdout.write(renderTable([r], header) + `\n\nresults: ${path}\nreport: ${report}\n`);
-  }
+  const header = `buildwire vs Buildbot ${startedAt.toISOString()}: ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB.toFixed(0)} GiB, node ${machine.node}; ${doc.seconds.toFixed(0)} s`;
+  publishRun(doc, startedAt, [r], header, jsonOnly);
   killTracked();
 }
 

@@ -43,7 +43,7 @@ import type { IpcMessage } from './proc.js';
 import { addBottlenecks, figure, newResult, sampleOf } from './report.js';
 import type { ScenarioResult } from './report.js';
 import type { Api } from './util.js';
-import { burstScript, fmt, median, nowMs, percentile, submitJob, tempDir, until, withTimeout } from './util.js';
+import { burstScript, fmt, jobCompleted, median, nowMs, percentile, submitJob, tempDir, withTimeout } from './util.js';
 
 const S = 'fanout';
 /** The issue's ceiling on ingestion slowdown with live viewers. */
@@ -58,16 +58,6 @@ const RECONNECT_MS = 500;
 /** How long, from subscribing, the viewers of one run may take to get every line and `done`. */
 const VIEWERS_MAX_WAIT_MS = 180_000;
 
-/** Waits (bounded) for a job to end; throws unless it completed. */
-async function completed(api: Api, id: string, timeoutMs: number): Promise<any> {
-  const j = await until(async () => {
-    const b = await api.ok('GET', `/api/v1/jobs/${id}`);
-    return ['completed', 'failed', 'cancelled'].includes(b.state) ? b : undefined;
-  }, timeoutMs, 100);
-  if (!j) throw new Error(`job ${id} did not end within ${timeoutMs / 1000} s`);
-  if (j.state !== 'completed') throw new Error(`job ${id} ended ${j.state}: ${j.reason ?? ''}`);
-  return j;
-}
 
 
 /** A script printing 50 such lines every 50 ms, `ticks` times. */
@@ -302,7 +292,7 @@ async function run(x: Rig, script: string, lines: number, n: number, rest = fals
   const cpu0 = coord.sample();
   const endAt = await committed(api, job, last - 1);
   const cpu1 = coord.sample();
-  await completed(api, job, 120_000);
+  await jobCompleted(api, job, 120_000);
   const results = done ? ((await done).results as ViewerResult[]) : [];
   // Read after the viewers' `done`: the job's closing control line commits just after its state turns final.
   const lastEvent = (await api.ok('GET', `/api/v1/jobs/${job}`)).lastEvent as number;
@@ -337,7 +327,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
     const api = coord.api;
     // Untimed warm-up (JIT, LMDB growth, the agent's first start), which also shows where output lines start.
     const warm = await submitJob(api, 'local', burstScript(1000), 'fanout-warm');
-    await completed(api, warm, 60_000);
+    await jobCompleted(api, warm, 60_000);
     const ev = await api.ok('GET', `/api/v1/jobs/${warm}/events?after=0&limit=50`);
     const firstOut = (ev.events as { seq: number; stream: string }[]).find((e) => e.stream === 'stdout');
     if (!firstOut) throw new Error('the warm-up job printed no stdout line');

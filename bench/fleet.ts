@@ -27,7 +27,7 @@ import type { BenchContext, IdleCeiling } from './ceilings.js';
 import { CLIENT_HANDSHAKE_DEADLINE_MS, FastPeer, fastKey } from './fast-peer.js';
 import { CoordinatorChild } from './fixture.js';
 import type { CoordinatorInfo } from './fixture.js';
-import { IpcChild, phase, sampleProc } from './proc.js';
+import { IpcChild, phase } from './proc.js';
 import type { IpcMessage, ProcUsage } from './proc.js';
 import { addBottlenecks, figure, newResult } from './report.js';
 import type { ScenarioResult } from './report.js';

@@ -22,9 +22,9 @@ import { runFanout } from './fanout.js';
 import { runFleet } from './fleet.js';
 import { runIngest } from './ingest.js';
 import { runStore } from './store.js';
-import { writeMarkdown } from './markdown.js';
+import { publishRun } from './markdown.js';
 import { killTracked } from './proc.js';
-import { newResult, renderTable, writeResults } from './report.js';
+import { newResult } from './report.js';
 import type { ScenarioResult } from './report.js';
 import { nowMs } from './util.js';
 import { runWeb } from './web.js';
@@ -108,22 +108,8 @@ async function main(): Promise<void> {
     ratioMeaning: 'ratio = value / ceiling.value, both measured in this run; ratioKind of-ceiling: fraction of what the bare building block does; x-floor: multiple of the bare floor',
     results,
   };
-  const path = writeResults(doc, startedAt);
-  // The JSON is written and the table still worth printing, so a broken report costs only the report (and the exit code).
-  let report: string;
-  try {
-    report = writeMarkdown(doc, startedAt);
-  } catch (err) {
-    report = `not written (${(err as Error).stack ?? String(err)})`;
-    process.exitCode = 1;
-  }
-  if (args.jsonOnly) {
-    process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
-    process.stderr.write(`results: ${path}\nreport: ${report}\n`);
-  } else {
-    const header = `buildwire bench ${startedAt.toISOString()}${args.quick ? ' (quick)' : ''}: ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB.toFixed(0)} GiB, node ${machine.node}; ${doc.seconds.toFixed(0)} s`;
-    process.stdout.write(renderTable(results, header) + `\n\nresults: ${path}\nreport: ${report}\n`);
-  }
+  const header = `buildwire bench ${startedAt.toISOString()}${args.quick ? ' (quick)' : ''}: ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB.toFixed(0)} GiB, node ${machine.node}; ${doc.seconds.toFixed(0)} s`;
+  publishRun(doc, startedAt, results, header, args.jsonOnly);
   killTracked();
 }
 

@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MACHINE_ROLE } from './proc.js';
 import type { ProcUsage } from './proc.js';
-import { RESULTS_DIR } from './report.js';
+import { RESULTS_DIR, renderTable, writeResults } from './report.js';
 import type { Distribution, Figure, ScenarioResult, Series } from './report.js';
 import { MAX_CURVES, distributionChart, ratioChart, ratioText, seriesChart } from './svg.js';
 import { fmt, percentile } from './util.js';
@@ -311,5 +311,27 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   for (const file of files) {
     const doc = JSON.parse(readFileSync(file, 'utf8')) as BenchDoc;
     process.stdout.write(`${writeMarkdown(doc, new Date(doc.startedAt), dirname(file))}\n`);
+  }
+}
+
+/**
+ * Writes a run's JSON and Markdown report, then prints the table (or, with
+ * `jsonOnly`, the JSON on stdout and the paths on stderr). The JSON is
+ * written first, so a broken report costs only the report (and the exit code).
+ */
+export function publishRun(doc: BenchDoc, startedAt: Date, results: ScenarioResult[], header: string, jsonOnly: boolean): void {
+  const path = writeResults(doc as unknown as Record<string, unknown>, startedAt);
+  let report: string;
+  try {
+    report = writeMarkdown(doc, startedAt);
+  } catch (err) {
+    report = `not written (${(err as Error).stack ?? String(err)})`;
+    process.exitCode = 1;
+  }
+  if (jsonOnly) {
+    process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+    process.stderr.write(`results: ${path}\nreport: ${report}\n`);
+  } else {
+    process.stdout.write(renderTable(results, header) + `\n\nresults: ${path}\nreport: ${report}\n`);
   }
 }

@@ -183,3 +183,14 @@ export function fmt(n: number | null | undefined, digits?: number): string {
 export function burstScript(n: number): string {
   return `awk 'BEGIN{p=sprintf("%90s",""); gsub(/ /,"x",p); for(i=1;i<=${n};i++) printf "%08d %s\\n", i, p}'`;
 }
+
+/** Waits (bounded, polling every `everyMs`) for a job to end; throws unless it completed. Returns the job. */
+export async function jobCompleted(api: Api, id: string, timeoutMs: number, everyMs = 100): Promise<any> {
+  const j = await until(async () => {
+    const b = await api.ok('GET', `/api/v1/jobs/${id}`);
+    return ['completed', 'failed', 'cancelled'].includes(b.state) ? b : undefined;
+  }, timeoutMs, everyMs);
+  if (!j) throw new Error(`job ${id} did not end within ${timeoutMs / 1000} s`);
+  if (j.state !== 'completed') throw new Error(`job ${id} ended ${j.state}: ${j.reason ?? ''}`);
+  return j;
+}

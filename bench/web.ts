@@ -26,19 +26,9 @@ import { phase } from './proc.js';
 import { addBottlenecks, figure, newResult } from './report.js';
 import type { ScenarioResult } from './report.js';
 import type { Api } from './util.js';
-import { fmt, median, nowMs, sleep, submitJob, tempDir, until, withTimeout } from './util.js';
+import { fmt, jobCompleted, median, nowMs, sleep, submitJob, tempDir, withTimeout } from './util.js';
 
 const S = 'web';
-/** Waits (bounded) for a job to end; throws unless it completed. */
-async function completed(api: Api, id: string, timeoutMs: number): Promise<any> {
-  const j = await until(async () => {
-    const b = await api.ok('GET', `/api/v1/jobs/${id}`);
-    return ['completed', 'failed', 'cancelled'].includes(b.state) ? b : undefined;
-  }, timeoutMs, 100);
-  if (!j) throw new Error(`job ${id} did not end within ${timeoutMs / 1000} s`);
-  if (j.state !== 'completed') throw new Error(`job ${id} ended ${j.state}: ${j.reason ?? ''}`);
-  return j;
-}
 
 
 // ---------------------------------------------------------------------------
@@ -117,8 +107,8 @@ async function bigLogPage(ctx: BenchContext, r: ScenarioResult, api: Api, info: 
   const t0 = nowMs();
   const big = await submitJob(api, 'local', `seq 1 ${bigLines}`, 'web-big-log');
   const small = await submitJob(api, 'local', `seq 1 ${smallLines}`, 'web-small-log');
-  const bigJob = await completed(api, big, 300_000);
-  await completed(api, small, 60_000);
+  const bigJob = await jobCompleted(api, big, 300_000);
+  await jobCompleted(api, small, 60_000);
   r.notes.push(`1,000,000-line job: ${fmt(bigJob.lastEvent)} events stored in ${fmt((nowMs() - t0) / 1000, 1)} s (seq 1 ${bigLines} through the local factory)`);
 
   let browser: Browser | undefined;

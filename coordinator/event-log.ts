@@ -131,13 +131,6 @@ export class EventLog {
 
   #committed(s: JobLog, seq: number): void {
     if (seq > s.committedSeq) s.committedSeq = seq;
-    // lmdb-js keeps a read snapshot until the end of the current tick: without this, a waiter woken
-    // here could read the log from before this commit, find nothing new, and spin (seen under load).
-    try {
-      this.#dbs.env.resetReadTxn();
-    } catch {
-      // The store is closing; nothing will read it.
-    }
     for (const w of [...s.waiters]) w(false);
   }
 
