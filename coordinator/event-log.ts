@@ -131,6 +131,13 @@ export class EventLog {
 
   #committed(s: JobLog, seq: number): void {
     if (seq > s.committedSeq) s.committedSeq = seq;
+    // lmdb-js renews its read snapshot after a commit in a later microtask or tick; a waiter woken
+    // here reads at once and must see this commit. One native call per commit, not per line.
+    try {
+      this.#dbs.env.resetReadTxn();
+    } catch {
+      // The store is closing; nothing will read it.
+    }
     for (const w of [...s.waiters]) w(false);
   }
 
