@@ -4,9 +4,10 @@
  * and the local factory (in this process; a fresh agent process per job),
  * on loopback.
  *
- * 1. Ingestion slowdown. A burst job (300,000 lines of 100 B; quick
- *    150,000) runs with no viewer and with 1, 10 and 100 (quick 1 and 20)
- *    viewers, in turn, 3 rounds (quick 2). The viewers subscribe while the
+ * 1. Ingestion slowdown. A burst job (1,000,000 lines of 100 B; quick
+ *    300,000) runs with no viewer and with 1, 10 and 100 (quick 1 and 20)
+ *    viewers, in turn, 5 rounds (quick 2), each round starting one count
+ *    further along; the figure is the median. The viewers subscribe while the
  *    global hold keeps the job queued. Ingestion is timed from the
  *    coordinator committing the first output line to committing the last,
  *    with long polls on the events API (the same in every run).
@@ -16,20 +17,31 @@
  *    it decoded. The floor is the same job followed by one REST long-poll
  *    follower (`GET /api/v1/jobs/ID/events?wait=`) and no viewer.
  *
- * The viewers run in a child process of their own (this file, forked), all
- * of its threads at nice 19, so their CPU time is apart from the
- * coordinator's and they take what it leaves (real viewers are browsers on
- * other machines). They behave as the page's script does (ping every 25 s;
- * after a connection lost without `done`, reconnect with `after` = the last
- * seq received). Up to {@link FULL_VIEWERS} of them read every page as the
- * page does (web/client/live-page.js: inflate, decode every record, drop
- * what they have) and check each line arrives once, in order; the others
- * inflate each page and check its batches follow on from what they had,
- * without decoding the records (100 full decoders would measure this
- * host's viewers, not the coordinator). Every viewer must reach the job's
- * last seq and `done`.
+ * The host's CPUs are split in two ({@link pinCores}): the coordinator on
+ * the first half, and this process, with the local factory, the agents it
+ * spawns and their jobs, on the rest, as a worker machine apart from the
+ * coordinator's. Without that, which cores the agent, its job and the
+ * coordinator happen to share moves a 2-core host's ingestion by ±30% run
+ * to run, and the slowdown figure would measure the placement.
+ *
+ * The viewers run in a child process of their own (this file, forked) on
+ * the coordinator's CPUs, every thread under SCHED_IDLE: they run only on
+ * CPU time the coordinator leaves, and yield the moment it wakes (real
+ * viewers are browsers on other machines; at nice 19 they still held
+ * slices that delayed the coordinator's wake-ups, and its acks, by
+ * milliseconds). Their CPU time is measured apart. They behave as the
+ * page's script does (ping every 25 s; after a connection lost without
+ * `done`, reconnect with `after` = the last seq received). Up to
+ * {@link FULL_VIEWERS} of them read every page as the page does
+ * (web/client/live-page.js: inflate, decode every record, drop what they
+ * have) and check each line arrives once, in order; the others inflate the
+ * start of each page and check its first batch follows on from what they
+ * had (the server sends every viewer the same page bytes; 100 full
+ * decoders would measure this host's viewers, not the coordinator). Every
+ * viewer must reach the job's last seq and `done`.
  */
-import { inflateRawSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import { constants as zc, inflateRawSync } from 'node:zlib';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
@@ -38,7 +50,7 @@ import { SESSION_COOKIE, sessionCookie } from '../test/fixtures/browser.js';
 import { FRAME, decodeLivePage, pageHead } from '../web/client/live-page.js';
 import type { BenchContext } from './ceilings.js';
 import { CoordinatorChild, startBenchFactory } from './fixture.js';
-import { IpcChild, niceAll, phase } from './proc.js';
+import { IpcChild, idleAll, niceAll, phase, pinAll } from './proc.js';
 import type { IpcMessage } from './proc.js';
 import { addBottlenecks, figure, newResult, sampleOf } from './report.js';
 import type { ScenarioResult } from './report.js';
@@ -52,6 +64,8 @@ const MAX_SLOWDOWN = 0.1;
 const LINE_BYTES = 100;
 /** Viewers per run that decode every record, as the page does. */
 const FULL_VIEWERS = 5;
+/** Compressed bytes a header-checking viewer inflates of each page (enough for the first batch's header). */
+const HEAD_PREFIX_BYTES = 512;
 /** How often a viewer pings, and how soon it first reconnects, as web/client/job.ts does. */
 const PING_MS = 25_000;
 const RECONNECT_MS = 500;
@@ -126,10 +140,10 @@ function viewer(o: WatchOrder, full: boolean): { ready: Promise<void>; done: Pro
     res.frames++;
     res.bytes += data.length;
     if (kind === FRAME.DEFLATED) res.deflated++;
-    const raw = kind === FRAME.DEFLATED ? inflateRawSync(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    const whole = (): Buffer => (kind === FRAME.DEFLATED ? inflateRawSync(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
     if (full) {
       const now = Date.now();
-      for (const e of decodeLivePage(raw, res.lastSeq)) {
+      for (const e of decodeLivePage(whole(), res.lastSeq)) {
         if (e.seq !== res.lastSeq + 1) res.disorder++;
         res.lastSeq = Math.max(res.lastSeq, e.seq);
         if (e.seq >= o.firstSeq && e.seq <= o.lastSeq) {
@@ -138,8 +152,11 @@ function viewer(o: WatchOrder, full: boolean): { ready: Promise<void>; done: Pro
         }
       }
     } else {
-      // Batch headers only: the first batch must start at or before the next seq wanted.
-      if (raw.length < 12 || raw.readDoubleBE(0) > res.lastSeq + 1) res.disorder++;
+      // The first batch's header only: it must start at or before the next seq wanted. Inflating the
+      // stream's first bytes is enough for that (the full viewers read the same frames whole).
+      let head = kind === FRAME.DEFLATED ? inflateRawSync(body.subarray(0, HEAD_PREFIX_BYTES), { finishFlush: zc.Z_SYNC_FLUSH }) : whole();
+      if (head.length < 12) head = whole();
+      if (head.length < 12 || head.readDoubleBE(0) > res.lastSeq + 1) res.disorder++;
       if (next > res.lastSeq) res.lastSeq = next;
     }
     if (res.lastSeq >= o.lastSeq && res.lastLineAt === null) res.lastLineAt = nowMs();
@@ -246,6 +263,54 @@ interface RunResult {
   restLatencies: number[];
 }
 
+/** How the scenario split the CPUs; `undo` gives the bench all of its CPUs back. */
+interface Pinning {
+  /** The CPUs of the coordinator and the viewers (empty when not pinned). */
+  coordinatorCpus: number[];
+  note: string;
+  undo(): void;
+}
+
+/**
+ * Splits this host's CPUs in two: the coordinator (and, later, the viewers)
+ * on the first half, this process on the rest, so the agents the local
+ * factory spawns and their jobs run beside the coordinator as on a worker
+ * machine of their own. Unpinned when BW_BENCH_FANOUT_PIN=0, on one CPU, or
+ * when taskset fails; the note says which.
+ */
+function pinCores(coordinatorPid: number): Pinning {
+  const unpinned = (why: string): Pinning => ({ coordinatorCpus: [], note: `not pinned (${why}): the coordinator, the agent, the job and the viewers shared every CPU`, undo() {} });
+  if (process.env.BW_BENCH_FANOUT_PIN === '0') return unpinned('BW_BENCH_FANOUT_PIN=0');
+  const cpus = allowedCpus();
+  if (cpus.length < 2) return unpinned(`${cpus.length} CPU allowed`);
+  const half = Math.floor(cpus.length / 2);
+  const mine = cpus.slice(0, half);
+  const theirs = cpus.slice(half);
+  try {
+    pinAll(coordinatorPid, mine);
+    pinAll(process.pid, theirs);
+  } catch (err) {
+    return unpinned(`taskset failed: ${(err as Error).message}`);
+  }
+  return {
+    coordinatorCpus: mine,
+    note: `pinned: the coordinator and the viewers on CPU ${mine.join(',')}, this process with the local factory, the agent and the job on CPU ${theirs.join(',')} (a worker machine of their own); BW_BENCH_FANOUT_PIN=0 shares every CPU`,
+    undo: () => pinAll(process.pid, cpus),
+  };
+}
+
+/** The CPUs this process may run on (/proc/self/status `Cpus_allowed_list`, e.g. `0-3,6`). */
+function allowedCpus(): number[] {
+  const m = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  if (!m) return [];
+  const out: number[] = [];
+  for (const part of m[1]!.split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    for (let c = a!; c <= (b ?? a!); c++) out.push(c);
+  }
+  return out;
+}
+
 /** Resolves with nowMs() once an event after `after` of `job` is committed (long polls, bounded). */
 async function committed(api: Api, job: string, after: number): Promise<number> {
   for (let i = 0; i < 100; i++) {
@@ -313,15 +378,21 @@ function check(run: RunResult, lines: number, label: string): string[] {
 export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
   const r = newResult(S);
   const dir = tempDir('bw-bench-fanout-');
-  const coord = new CoordinatorChild(join(dir.path, 'store'));
+  // BW_BENCH_CPU_PROF=DIR: the coordinator writes a CPU profile there (as in the artifacts scenario).
+  const profDir = process.env.BW_BENCH_CPU_PROF;
+  const coord = new CoordinatorChild(join(dir.path, 'store'), {}, undefined, profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
   let factory: LocalFactory | undefined;
   let viewers: IpcChild | undefined;
+  let pinned: Pinning | undefined;
   const counts = ctx.quick ? [1, 20] : [1, 10, 100];
-  const total = ctx.quick ? 150_000 : 300_000;
-  const rounds = ctx.quick ? 2 : 3;
+  const total = ctx.quick ? 300_000 : 1_000_000;
+  const rounds = ctx.quick ? 2 : 5;
   const ticks = ctx.quick ? 40 : 100;
   try {
     const info = await coord.start();
+    // Before the factory starts: the agents it spawns (and their jobs) inherit the bench's CPUs.
+    pinned = pinCores(coord.pid!);
+    r.notes.push(pinned.note);
     factory = await startBenchFactory(coord, info, dir.path);
     const cookie = await withTimeout(sessionCookie(info.url, coord.adminToken), 10_000, 'sign-in');
     const api = coord.api;
@@ -333,10 +404,17 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
     if (!firstOut) throw new Error('the warm-up job printed no stdout line');
 
     viewers = new IpcChild('./fanout.js');
+    if (pinned.coordinatorCpus.length > 0) pinAll(viewers.pid!, pinned.coordinatorCpus);
     try {
-      if (viewers.pid) niceAll(viewers.pid, 19);
+      idleAll(viewers.pid!);
     } catch (err) {
-      r.notes.push(`could not lower the viewers' priority: ${(err as Error).message}`);
+      // Without SCHED_IDLE, nice 19 at least (it still takes slices that delay the coordinator's wake-ups).
+      r.notes.push(`could not put the viewers under SCHED_IDLE (${(err as Error).message}); they ran at nice 19`);
+      try {
+        niceAll(viewers.pid!, 19);
+      } catch (err2) {
+        r.notes.push(`could not lower the viewers' priority either: ${(err2 as Error).message}`);
+      }
     }
     const x: Rig = { api, coord, viewers, wsUrl: `${info.url.replace(/^http/, 'ws')}/api/v1/live`, cookie, first: firstOut.seq };
 
@@ -351,7 +429,9 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
     let complete = 0;
     let watched = 0;
     for (let i = 0; i < rounds; i++) {
-      for (const n of [0, ...counts]) {
+      // Each round starts one further along, so no count always runs first or right after another.
+      const order = [0, ...counts];
+      for (const n of [...order.slice(i % order.length), ...order.slice(0, i % order.length)]) {
         const end = phase(`burst, ${n} viewers`, [
           { role: 'coordinator', pid: coord.pid }, { role: 'viewers', pid: viewers.pid }, { role: 'bench (+factory, agent)', pid: process.pid },
         ]);
@@ -392,7 +472,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
             + `on the wire ${fmt(w.bytes / (total * rounds * n), 1)} B per line per viewer in ${fmt(w.frames / (rounds * n), 0)} frames per run (${fmt((w.deflated / Math.max(1, w.frames)) * 100, 0)}% compressed)`,
         }),
         figure(S, `burst, ${n} viewer${n === 1 ? '' : 's'}: last line committed → at viewer`, percentile(lags.get(n) ?? [], 0.5), 'ms p50', 'lower', {
-          note: `p99 ${fmt(percentile(lags.get(n) ?? [], 0.99), 0)} ms; the viewers (nice 19, one process) catch up once the burst leaves them CPU`,
+          note: `p99 ${fmt(percentile(lags.get(n) ?? [], 0.99), 0)} ms; the viewers (SCHED_IDLE, one process) catch up on what CPU the coordinator leaves`,
         }),
       );
     }
@@ -430,6 +510,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
     await factory?.close();
     await coord.stop();
     dir.remove();
+    pinned?.undo();
   }
   addBottlenecks(r);
   return r;

@@ -86,6 +86,24 @@ export function niceAll(pid: number, nice = 19): number {
   return n;
 }
 
+/**
+ * Pins every thread of `pid` to the given CPUs (`taskset -a -p -c`); threads
+ * and children it starts later inherit the set. Throws when taskset fails.
+ */
+export function pinAll(pid: number, cpus: number[]): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus.join(','), String(pid)], { stdio: 'ignore' });
+}
+
+/**
+ * Puts every thread of `pid` under SCHED_IDLE (`chrt -i -a -p 0`): it runs
+ * only on CPU time nothing else wants, and any other task that wakes takes
+ * its CPU at once (nice 19 still gets slices that delay others' wake-ups).
+ * Threads it starts later inherit the policy. Throws when chrt fails.
+ */
+export function idleAll(pid: number): void {
+  execFileSync('chrt', ['-i', '-a', '-p', '0', String(pid)], { stdio: 'ignore' });
+}
+
 /** What one process did during one phase. */
 export interface ProcUsage {
   role: string;

@@ -30,11 +30,16 @@
  * the shared stream when it reaches the feed's head. Nothing is buffered per
  * viewer beyond what the socket holds.
  *
- * Pages end on a grid (seqs that are multiples of {@link LIVE_PAGE_EVENTS}),
- * so viewers that fell behind at different points soon ask for the same
- * pages; each page is read and encoded once and kept, encoded, in one
- * {@link PageCache} shared by all feeds ({@link LIVE_CACHE_BYTES}). A hundred
- * lagging viewers cost one read of the store, not a hundred.
+ * The stream's pages hold all that committed since the last one (up to
+ * {@link LIVE_STREAM_BYTES}), so a busy job costs one send per viewer per
+ * tick. Every page is read and encoded once and kept, encoded, in one
+ * {@link PageCache} shared by all feeds ({@link LIVE_CACHE_BYTES}), under
+ * the seq it starts after. A viewer that fell behind stopped at the end of
+ * a stream page, so it catches up on the stream's own cached pages; one
+ * that comes back with its own `after` (a reconnect) reads pages that end
+ * on a grid (seqs that are multiples of {@link LIVE_PAGE_EVENTS}), so
+ * viewers that resumed at different points soon ask for the same pages. A
+ * hundred lagging viewers cost one read of the store, not a hundred.
  */
 import { deflateRawSync } from 'node:zlib';
 import type { JobId } from '../../protocol/index.js';
@@ -49,8 +54,16 @@ import { mayView, viewerOf } from './session.js';
 
 /** Pages end at seqs that are multiples of this (a page holds about this many events). */
 export const LIVE_PAGE_EVENTS = 1000;
-/** Stored bytes in one page (past its first batch). */
+/** Stored bytes in one catch-up page (past its first batch). */
 export const LIVE_PAGE_BYTES = 512 * 1024;
+/**
+ * Stored bytes in one page of the live stream (past its first batch): all a
+ * busy job wrote in one {@link FEED_TICK_MS} tick, up to this, goes out as
+ * one message per viewer. Sends, not bytes, are what a viewer costs (a
+ * write to its socket each): cut at the 1,000-seq grid, a job writing
+ * 500,000 lines/s cost twelve sends per viewer per tick instead of one.
+ */
+export const LIVE_STREAM_BYTES = 1024 * 1024;
 /** Silence after which the server closes a connection (clients ping more often). */
 export const LIVE_IDLE_SECONDS = 75;
 /** Largest client message. */
@@ -217,14 +230,18 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
   }
 
   /**
-   * The page after `start`, up to the grid line after it or `upTo` if that
-   * comes first (and at most {@link LIVE_PAGE_BYTES} of lines): from the
-   * cache, else read once, encoded and kept. Null when nothing is there.
+   * The page after `start`, from the cache, else read once, encoded and
+   * kept. Read, it ends by `upTo` and, by default (catching up), at the grid
+   * line after `start` and {@link LIVE_PAGE_BYTES} of lines; the live stream
+   * reads to the end, up to {@link LIVE_STREAM_BYTES}. Null when nothing is
+   * there.
    */
-  function pageAfter(job: JobId, start: number, upTo: number): Page | null {
+  function pageAfter(job: JobId, start: number, upTo: number, stream = false): Page | null {
     const cached = cache.get(job, start);
     if (cached && cached.next <= upTo) return cached;
-    const raw = core.events.rawBatches(job, start, upTo, LIVE_PAGE_BYTES, gridEnd(start));
+    const raw = stream
+      ? core.events.rawBatches(job, start, upTo, LIVE_STREAM_BYTES)
+      : core.events.rawBatches(job, start, upTo, LIVE_PAGE_BYTES, gridEnd(start));
     if (!raw) return null;
     const page = { bytes: pageFrame(raw.batches, raw.next), next: raw.next };
     cache.set(job, start, page);
@@ -261,7 +278,7 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
   function pump(feed: Feed): void {
     for (;;) {
       const prev = feed.head;
-      const page = pageAfter(feed.job, prev, Number.MAX_SAFE_INTEGER);
+      const page = pageAfter(feed.job, prev, Number.MAX_SAFE_INTEGER, true);
       if (!page) break;
       feed.head = page.next;
       for (const c of feed.conns) if (!c.data.blocked && c.data.cursor === prev) send(c, page.bytes, page.next);
