@@ -29,7 +29,28 @@ interface JobLog {
   pending: Map<number, Promise<void>>;
   /** Called with `false` on each commit (a waiter checks its own position) and `true` on a wake. */
   waiters: Set<(wake: boolean) => void>;
+  /** Live followers that asked for the tail ({@link EventLog.keepTail}). */
+  tailFollowers: number;
+  /** Committed batches kept in memory for followers, contiguous, in seq order (empty when none asked). */
+  tail: TailBatch[];
+  tailBytes: number;
+  /** The seq the next batch must start at to join the tail (0: the tail restarts at the next commit). */
+  tailNext: number;
 }
+
+/** A committed batch as stored, kept for live followers. */
+interface TailBatch {
+  first: number;
+  last: number;
+  bytes: Buffer;
+}
+
+/**
+ * Stored bytes of a job's tail past which its oldest batches go: a follower
+ * that falls that far behind reads the store instead (its reads come every
+ * few tens of ms, so a tail rarely holds more than one read's worth).
+ */
+export const TAIL_MAX_BYTES = 8 * 1024 * 1024;
 
 /**
  * A job's event log: agent batches and the coordinator's control messages
@@ -52,7 +73,10 @@ export class EventLog {
     let s = this.#jobs.get(job);
     if (s) return s;
     const { nextSeq, batchNo } = this.#scan(job, true);
-    s = { nextSeq, committedSeq: nextSeq - 1, acceptedBatch: batchNo, committedBatch: batchNo, pending: new Map(), waiters: new Set() };
+    s = {
+      nextSeq, committedSeq: nextSeq - 1, acceptedBatch: batchNo, committedBatch: batchNo, pending: new Map(), waiters: new Set(),
+      tailFollowers: 0, tail: [], tailBytes: 0, tailNext: 0,
+    };
     this.#jobs.set(job, s);
     return s;
   }
@@ -110,9 +134,11 @@ export class EventLog {
     const first = s.nextSeq;
     s.nextSeq += count;
     s.acceptedBatch = batch;
-    const done = this.#dbs.events.put([job, first], Buffer.from(body.buffer, body.byteOffset, body.byteLength)).then(() => {
+    const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    const done = this.#dbs.events.put([job, first], bytes).then(() => {
       s.pending.delete(batch);
       if (batch > s.committedBatch) s.committedBatch = batch;
+      if (s.tailFollowers > 0) this.#toTail(s, first, first + count - 1, bytes);
       this.#committed(s, first + count - 1);
     });
     s.pending.set(batch, done);
@@ -124,9 +150,65 @@ export class EventLog {
     const s = this.#state(job);
     const seq = s.nextSeq++;
     const rec: LogRecord = [now, REC.CONTROL, 0, text];
-    await this.#dbs.events.put([job, seq], encode({ type: 'batch', job, batch: 0, recs: [rec] }));
+    const bytes = encode({ type: 'batch', job, batch: 0, recs: [rec] });
+    await this.#dbs.events.put([job, seq], bytes);
+    if (s.tailFollowers > 0) this.#toTail(s, seq, seq, bytes);
     this.#committed(s, seq);
     return seq;
+  }
+
+  /** Adds a committed batch to the tail if it follows on; else the tail restarts after it. */
+  #toTail(s: JobLog, first: number, last: number, bytes: Buffer): void {
+    if (first !== s.tailNext) {
+      // Commits resolve in the order they were issued, so this does not happen; if it did, the tail
+      // restarts here and a follower reads what came before from the store.
+      s.tail = [];
+      s.tailBytes = 0;
+    }
+    s.tail.push({ first, last, bytes });
+    s.tailBytes += bytes.length;
+    while (s.tailBytes > TAIL_MAX_BYTES && s.tail.length > 1) s.tailBytes -= s.tail.shift()!.bytes.length;
+    s.tailNext = last + 1;
+  }
+
+  /**
+   * Keeps (`on`) or stops keeping the job's committed batches in memory for
+   * {@link tailBatches}: a live follower reads what just committed without
+   * a read of the store. Counted; the tail goes when the last follower stops.
+   */
+  keepTail(job: JobId, on: boolean): void {
+    const s = on ? this.#state(job) : this.#jobs.get(job);
+    if (!s) return;
+    s.tailFollowers = Math.max(0, s.tailFollowers + (on ? 1 : -1));
+    if (on && s.tailFollowers === 1) s.tailNext = s.committedSeq + 1;
+    if (s.tailFollowers === 0) {
+      s.tail = [];
+      s.tailBytes = 0;
+    }
+  }
+
+  /**
+   * What {@link rawBatches} would answer for `after` (up to the end,
+   * `maxBytes` past the first batch), from the in-memory tail. Null when the
+   * tail does not hold seq `after + 1` (then read the store), or when
+   * nothing after `after` has committed. Batches wholly at or before
+   * `after` leave the tail: followers only move forward.
+   */
+  tailBatches(job: JobId, after: number, maxBytes: number): { batches: { first: number; bytes: Buffer }[]; next: number } | null {
+    const s = this.#jobs.get(job);
+    if (!s || s.tailFollowers === 0) return null;
+    while (s.tail.length > 0 && s.tail[0]!.last <= after) s.tailBytes -= s.tail.shift()!.bytes.length;
+    if (s.tail.length === 0 || s.tail[0]!.first > after + 1) return null;
+    const batches: { first: number; bytes: Buffer }[] = [];
+    let bytes = 0;
+    let next = after;
+    for (const b of s.tail) {
+      if (batches.length > 0 && bytes + b.bytes.length > maxBytes) break;
+      batches.push({ first: b.first, bytes: b.bytes });
+      bytes += b.bytes.length;
+      next = b.last;
+    }
+    return { batches, next };
   }
 
   #committed(s: JobLog, seq: number): void {
@@ -175,7 +257,7 @@ export class EventLog {
   /** Drops a finished job's in-memory state once nothing waits on it. */
   forget(job: JobId): void {
     const s = this.#jobs.get(job);
-    if (s && s.waiters.size === 0 && s.pending.size === 0) this.#jobs.delete(job);
+    if (s && s.waiters.size === 0 && s.pending.size === 0 && s.tailFollowers === 0) this.#jobs.delete(job);
   }
 
   /** Raw records after `after`, up to about `limit`, with their seqs. */

@@ -239,8 +239,9 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
   function pageAfter(job: JobId, start: number, upTo: number, stream = false): Page | null {
     const cached = cache.get(job, start);
     if (cached && cached.next <= upTo) return cached;
+    // The stream reads what just committed from the log's in-memory tail when it holds it.
     const raw = stream
-      ? core.events.rawBatches(job, start, upTo, LIVE_STREAM_BYTES)
+      ? (core.events.tailBatches(job, start, LIVE_STREAM_BYTES) ?? core.events.rawBatches(job, start, upTo, LIVE_STREAM_BYTES))
       : core.events.rawBatches(job, start, upTo, LIVE_PAGE_BYTES, gridEnd(start));
     if (!raw) return null;
     const page = { bytes: pageFrame(raw.batches, raw.next), next: raw.next };
@@ -305,6 +306,7 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
       core.log(`live: following job ${feed.job} failed: ${(err as Error).stack ?? String(err)}`);
       for (const c of feed.conns) c.close(1011, 'internal error');
     } finally {
+      core.events.keepTail(feed.job, false);
       if (feeds.get(feed.job) === feed) feeds.delete(feed.job);
       // An ended job's sequencing state is rebuilt from the store when needed; do not keep it for nobody.
       if (feed.done) core.events.forget(feed.job);
@@ -316,6 +318,7 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
     if (feed) return feed;
     feed = { job, head: core.events.lastSeq(job), done: false, conns: new Set(), abort: new AbortController() };
     feeds.set(job, feed);
+    core.events.keepTail(job, true);
     void follow(feed);
     return feed;
   }
