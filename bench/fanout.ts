@@ -4,8 +4,8 @@
  * and the local factory (in this process; a fresh agent process per job),
  * on loopback.
  *
- * 1. Ingestion slowdown. A burst job (1,000,000 lines of 100 B; quick
- *    300,000) runs with no viewer and with 1, 10 and 100 (quick 1 and 20)
+ * 1. Ingestion slowdown. A burst job (`cat` of 1,000,000 lines of build
+ *    output, about 94 B each; quick 300,000) runs with no viewer and with 1, 10 and 100 (quick 1 and 20)
  *    viewers, in turn, 5 rounds (quick 2), each round starting one count
  *    further along; the figure is the median. The viewers subscribe while the
  *    global hold keeps the job queued. Ingestion is timed from the
@@ -40,7 +40,8 @@
  * decoders would measure this host's viewers, not the coordinator). Every
  * viewer must reach the job's last seq and `done`.
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { constants as zc, inflateRawSync } from 'node:zlib';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -55,13 +56,37 @@ import type { IpcMessage } from './proc.js';
 import { addBottlenecks, figure, newResult, sampleOf } from './report.js';
 import type { ScenarioResult } from './report.js';
 import type { Api } from './util.js';
-import { burstScript, fmt, jobCompleted, median, nowMs, percentile, submitJob, tempDir, withTimeout } from './util.js';
+import { fmt, jobCompleted, median, nowMs, percentile, submitJob, tempDir, withTimeout } from './util.js';
 
 const S = 'fanout';
 /** The issue's ceiling on ingestion slowdown with live viewers. */
 const MAX_SLOWDOWN = 0.1;
-/** Bytes of each line of the burst job (like the ingest scenario's). */
-const LINE_BYTES = 100;
+/** About the bytes of each line of the burst job (like the ingest scenario's 100). */
+const LINE_BYTES = 94;
+
+/**
+ * Writes `n` lines that read like a compiler's warnings (about
+ * {@link LINE_BYTES} B each, numbered from 1) to `path`, with a fixed seed.
+ * They compress about 6× with deflate level 1, as build output does; the
+ * ingest scenario's lines of `x`s compress 25× and would make the
+ * coordinator's compression for viewers look three times cheaper than it is.
+ * The burst job `cat`s the file, so the job itself costs next to nothing.
+ */
+function writeBuildLog(path: string, n: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    writeLines(fd, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeLines(fd: number, n: number): void {
+  execFileSync('awk', [
+    '-v', `n=${n}`,
+    'BEGIN { srand(1); split("cc ld ar rustc as", t, " "); for (i = 1; i <= n; i++) printf "%08d [%s] src/%s/mod_%03d.c:%d: warning: unused variable `tmp%d` [-Wunused-%s]  \\n", i, t[1 + int(rand() * 5)], substr("abcdefghijklmnop", 1 + int(rand() * 6), 4), int(rand() * 300), int(rand() * 2000), int(rand() * 64), substr("variablefunctionparameter", 1 + int(rand() * 3) * 8, 8) }',
+  ], { stdio: ['ignore', fd, 'inherit'] });
+}
 /** Viewers per run that decode every record, as the page does. */
 const FULL_VIEWERS = 5;
 /** Compressed bytes a header-checking viewer inflates of each page (enough for the first batch's header). */
@@ -397,7 +422,10 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
     const cookie = await withTimeout(sessionCookie(info.url, coord.adminToken), 10_000, 'sign-in');
     const api = coord.api;
     // Untimed warm-up (JIT, LMDB growth, the agent's first start), which also shows where output lines start.
-    const warm = await submitJob(api, 'local', burstScript(1000), 'fanout-warm');
+    const logFile = join(dir.path, 'build.log');
+    writeBuildLog(logFile, total);
+    const burst = `cat ${logFile}`;
+    const warm = await submitJob(api, 'local', `head -n 1000 ${logFile}`, 'fanout-warm');
     await jobCompleted(api, warm, 60_000);
     const ev = await api.ok('GET', `/api/v1/jobs/${warm}/events?after=0&limit=50`);
     const firstOut = (ev.events as { seq: number; stream: string }[]).find((e) => e.stream === 'stdout');
@@ -419,7 +447,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
     const x: Rig = { api, coord, viewers, wsUrl: `${info.url.replace(/^http/, 'ws')}/api/v1/live`, cookie, first: firstOut.seq };
 
     // 1. Ingestion with 0, 1, 10, 100 viewers, in turn, `rounds` times.
-    ctx.log(`fanout: burst job of ${fmt(total)} lines of ${LINE_BYTES} B, ${rounds} rounds with ${[0, ...counts].join(', ')} live viewers`);
+    ctx.log(`fanout: burst job of ${fmt(total)} build-log lines of about ${LINE_BYTES} B, ${rounds} rounds with ${[0, ...counts].join(', ')} live viewers`);
     const rate = new Map<number, number[]>();
     const cpu = new Map<number, number[]>();
     const lags = new Map<number, number[]>();
@@ -435,7 +463,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
         const end = phase(`burst, ${n} viewers`, [
           { role: 'coordinator', pid: coord.pid }, { role: 'viewers', pid: viewers.pid }, { role: 'bench (+factory, agent)', pid: process.pid },
         ]);
-        const res = await run(x, burstScript(total), total, n);
+        const res = await run(x, burst, total, n);
         const usage = end();
         if (i === rounds - 1) r.processes.push(...usage);
         (rate.get(n) ?? rate.set(n, []).get(n)!).push(total / (res.ms / 1000));
@@ -456,7 +484,7 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
     }
     const base = median(rate.get(0)!);
     const baseCpu = median(cpu.get(0)!);
-    r.figures.push(figure(S, 'ingestion, no viewer', base, 'lines/s', 'higher', { note: `median of ${rounds}: ${rate.get(0)!.map((v) => fmt(v)).join(', ')} lines/s of ${LINE_BYTES} B` }));
+    r.figures.push(figure(S, 'ingestion, no viewer', base, 'lines/s', 'higher', { note: `median of ${rounds}: ${rate.get(0)!.map((v) => fmt(v)).join(', ')} lines/s of about ${LINE_BYTES} B` }));
     for (const n of counts) {
       const got = median(rate.get(n)!);
       const w = wire.get(n)!;

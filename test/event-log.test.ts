@@ -1,14 +1,17 @@
 /**
- * The event log's in-memory tail (coordinator/event-log.ts), which the live
- * log reads instead of the store: it must answer exactly what the store
- * would, or nothing.
+ * The live log's hot path below the socket: the event log's in-memory tail
+ * (coordinator/event-log.ts), which the live log reads instead of the store
+ * and which must answer exactly what the store would, or nothing; and the
+ * low-priority compression worker (coordinator/pages/live-deflate.ts).
  */
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { inflateRawSync } from 'node:zlib';
 import { EventLog, TAIL_MAX_BYTES } from '../coordinator/event-log.js';
+import { deflateLow } from '../coordinator/pages/live-deflate.js';
 import { openStore } from '../coordinator/store/schema.js';
 import type { Databases } from '../coordinator/store/schema.js';
 import type { JobId, LogRecord } from '../protocol/index.js';
@@ -91,5 +94,17 @@ describe('the event log\'s tail', () => {
     assert.equal(log.tailBatches(JOB_B, last, 1 << 20), null);
     log.forget(JOB_B);
     assert.equal(log.lastSeq(JOB_B), last + 2, 'read back from the store');
+  });
+});
+
+describe('the live log\'s compression worker', () => {
+  test('answers each page with its own bytes compressed, many at once, from a thread at nice 19 beside the main one at 0', async () => {
+    const bodies = Array.from({ length: 40 }, (_, i) => Buffer.from(`page ${i}: ${'build output line\n'.repeat(200 + i * 37)}`));
+    const out = await Promise.all(bodies.map((b) => deflateLow(b)));
+    for (const [i, o] of out.entries()) assert.ok(inflateRawSync(o).equals(bodies[i]!), `page ${i}`);
+    const nice = (task: string) => Number(readFileSync(`/proc/self/task/${task}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    const tasks = readdirSync('/proc/self/task');
+    assert.equal(nice(String(process.pid)), 0, 'the main thread keeps its priority');
+    assert.ok(tasks.some((t) => nice(t) === 19), 'one thread (the worker) runs at nice 19');
   });
 });

@@ -23,9 +23,10 @@
  * | 4404 | no such job, or one the viewer may not see | no |
  *
  * Fan-out: one {@link Feed} per followed job waits on the event log (one
- * waiter per job, not per viewer), reads each new page of events once,
- * encodes it once, and sends the same bytes to every viewer that is caught
- * up. A viewer whose send reported backpressure gets nothing more until its
+ * waiter per job, not per viewer), takes each new page of events once from
+ * the log's in-memory tail, compresses it once on a low-priority worker
+ * (live-deflate.ts), and sends the same bytes to every viewer that is
+ * caught up. A viewer whose send reported backpressure gets nothing more until its
  * `drain`; it then catches up at its own cursor, page by page, and rejoins
  * the shared stream when it reaches the feed's head. Nothing is buffered per
  * viewer beyond what the socket holds.
@@ -42,6 +43,7 @@
  * hundred lagging viewers cost one read of the store, not a hundred.
  */
 import { deflateRawSync } from 'node:zlib';
+import { deflateLow } from './live-deflate.js';
 import type { JobId } from '../../protocol/index.js';
 import { parseJobId, REC } from '../../protocol/index.js';
 import type { Core } from '../core.js';
@@ -124,8 +126,8 @@ interface Page {
 /** Bodies at least this long are sent compressed (deflate-raw, level 1): once per page, however many viewers. */
 export const LIVE_DEFLATE_MIN_BYTES = 1024;
 
-/** A page frame (web/client/live-page.ts): kind, `next`, then the stored batches, compressed when worth it. */
-function pageFrame(batches: { first: number; bytes: Buffer }[], next: number): Uint8Array {
+/** A page's body: the stored batches, each after its first seq and length (web/client/live-page.ts). */
+function pageBody(batches: { first: number; bytes: Buffer }[]): Buffer {
   let size = 0;
   for (const b of batches) size += 12 + b.bytes.length;
   const body = Buffer.allocUnsafe(size);
@@ -136,13 +138,32 @@ function pageFrame(batches: { first: number; bytes: Buffer }[], next: number): U
     b.bytes.copy(body, pos + 12);
     pos += 12 + b.bytes.length;
   }
-  const deflate = size >= LIVE_DEFLATE_MIN_BYTES;
-  const payload = deflate ? deflateRawSync(body, { level: 1 }) : body;
+  return body;
+}
+
+/** A page frame: kind, `next`, then the body as it is or compressed. */
+function frameOf(kind: number, next: number, payload: Uint8Array): Uint8Array {
   const frame = Buffer.allocUnsafe(FRAME_HEAD + payload.length);
-  frame[0] = deflate ? FRAME.DEFLATED : FRAME.RECORDS;
+  frame[0] = kind;
   frame.writeDoubleBE(next, 1);
-  payload.copy(frame, FRAME_HEAD);
+  frame.set(payload, FRAME_HEAD);
   return frame;
+}
+
+/** A page frame, compressed here when worth it (pages a viewer catches up with: rare, and it waits for them). */
+function pageFrame(batches: { first: number; bytes: Buffer }[], next: number): Uint8Array {
+  const body = pageBody(batches);
+  return body.length >= LIVE_DEFLATE_MIN_BYTES ? frameOf(FRAME.DEFLATED, next, deflateRawSync(body, { level: 1 })) : frameOf(FRAME.RECORDS, next, body);
+}
+
+/**
+ * A page frame of the live stream, compressed when worth it on the
+ * low-priority worker (live-deflate.ts): when ingestion keeps the
+ * coordinator's cores busy, the viewers wait, not the build.
+ */
+async function streamFrame(batches: { first: number; bytes: Buffer }[], next: number): Promise<Uint8Array> {
+  const body = pageBody(batches);
+  return body.length >= LIVE_DEFLATE_MIN_BYTES ? frameOf(FRAME.DEFLATED, next, await deflateLow(body)) : frameOf(FRAME.RECORDS, next, body);
 }
 
 /**
@@ -230,21 +251,32 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
   }
 
   /**
-   * The page after `start`, from the cache, else read once, encoded and
-   * kept. Read, it ends by `upTo` and, by default (catching up), at the grid
-   * line after `start` and {@link LIVE_PAGE_BYTES} of lines; the live stream
-   * reads to the end, up to {@link LIVE_STREAM_BYTES}. Null when nothing is
-   * there.
+   * The page after `start` for a viewer catching up: from the cache, else
+   * read once, encoded and kept, ending by `upTo`, at the grid line after
+   * `start` and after {@link LIVE_PAGE_BYTES} of lines. Null when nothing
+   * is there.
    */
-  function pageAfter(job: JobId, start: number, upTo: number, stream = false): Page | null {
+  function pageAfter(job: JobId, start: number, upTo: number): Page | null {
     const cached = cache.get(job, start);
     if (cached && cached.next <= upTo) return cached;
-    // The stream reads what just committed from the log's in-memory tail when it holds it.
-    const raw = stream
-      ? (core.events.tailBatches(job, start, LIVE_STREAM_BYTES) ?? core.events.rawBatches(job, start, upTo, LIVE_STREAM_BYTES))
-      : core.events.rawBatches(job, start, upTo, LIVE_PAGE_BYTES, gridEnd(start));
+    const raw = core.events.rawBatches(job, start, upTo, LIVE_PAGE_BYTES, gridEnd(start));
     if (!raw) return null;
     const page = { bytes: pageFrame(raw.batches, raw.next), next: raw.next };
+    cache.set(job, start, page);
+    return page;
+  }
+
+  /**
+   * The live stream's next page: all that committed after `start`, up to
+   * {@link LIVE_STREAM_BYTES}, from the log's in-memory tail when it holds
+   * it. Kept in the cache: viewers that fell behind catch up on it.
+   */
+  async function streamPage(job: JobId, start: number): Promise<Page | null> {
+    const cached = cache.get(job, start);
+    if (cached) return cached;
+    const raw = core.events.tailBatches(job, start, LIVE_STREAM_BYTES) ?? core.events.rawBatches(job, start, Number.MAX_SAFE_INTEGER, LIVE_STREAM_BYTES);
+    if (!raw) return null;
+    const page = { bytes: await streamFrame(raw.batches, raw.next), next: raw.next };
     cache.set(job, start, page);
     return page;
   }
@@ -275,11 +307,16 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
     return left <= 0 ? true : left;
   }
 
-  /** Reads what committed since the feed's head, once, and sends the same bytes to every caught-up viewer. */
-  function pump(feed: Feed): void {
-    for (;;) {
+  /**
+   * Reads what committed since the feed's head, once, and sends the same
+   * bytes to every caught-up viewer. Only this loop moves the head, and only
+   * once a page is encoded, so a viewer behind the head catches up on pages
+   * already in the cache.
+   */
+  async function pump(feed: Feed): Promise<void> {
+    while (!feed.abort.signal.aborted) {
       const prev = feed.head;
-      const page = pageAfter(feed.job, prev, Number.MAX_SAFE_INTEGER, true);
+      const page = await streamPage(feed.job, prev);
       if (!page) break;
       feed.head = page.next;
       for (const c of feed.conns) if (!c.data.blocked && c.data.cursor === prev) send(c, page.bytes, page.next);
@@ -291,10 +328,10 @@ export function liveRoute(core: Core): WsRoute<LiveConn> {
       // Check before the first wait: a job that already ended has nothing left to wake the feed.
       while (!feed.abort.signal.aborted) {
         const before = feed.head;
-        pump(feed);
+        await pump(feed);
         const fin = finalSeen(feed);
         if (fin === true) {
-          pump(feed);
+          await pump(feed);
           feed.done = true;
           for (const c of feed.conns) if (!c.data.blocked && c.data.cursor >= feed.head) sendDone(c, feed);
           break;
