@@ -75,17 +75,13 @@ const LINE_BYTES = 94;
 function writeBuildLog(path: string, n: number): void {
   const fd = openSync(path, 'w');
   try {
-    writeLines(fd, n);
+    execFileSync('awk', [
+      '-v', `n=${n}`,
+      'BEGIN { srand(1); split("cc ld ar rustc as", t, " "); for (i = 1; i <= n; i++) printf "%08d [%s] src/%s/mod_%03d.c:%d: warning: unused variable `tmp%d` [-Wunused-%s]  \\n", i, t[1 + int(rand() * 5)], substr("abcdefghijklmnop", 1 + int(rand() * 6), 4), int(rand() * 300), int(rand() * 2000), int(rand() * 64), substr("variablefunctionparameter", 1 + int(rand() * 3) * 8, 8) }',
+    ], { stdio: ['ignore', fd, 'inherit'] });
   } finally {
     closeSync(fd);
   }
-}
-
-function writeLines(fd: number, n: number): void {
-  execFileSync('awk', [
-    '-v', `n=${n}`,
-    'BEGIN { srand(1); split("cc ld ar rustc as", t, " "); for (i = 1; i <= n; i++) printf "%08d [%s] src/%s/mod_%03d.c:%d: warning: unused variable `tmp%d` [-Wunused-%s]  \\n", i, t[1 + int(rand() * 5)], substr("abcdefghijklmnop", 1 + int(rand() * 6), 4), int(rand() * 300), int(rand() * 2000), int(rand() * 64), substr("variablefunctionparameter", 1 + int(rand() * 3) * 8, 8) }',
-  ], { stdio: ['ignore', fd, 'inherit'] });
 }
 /** Viewers per run that decode every record, as the page does. */
 const FULL_VIEWERS = 5;

@@ -34,7 +34,7 @@ interface JobLog {
   /** Committed batches kept in memory for followers, contiguous, in seq order (empty when none asked). */
   tail: TailBatch[];
   tailBytes: number;
-  /** The seq the next batch must start at to join the tail (0: the tail restarts at the next commit). */
+  /** The seq the next committed batch must start at to join the tail (set when the first follower asks). */
   tailNext: number;
 }
 

@@ -19,7 +19,7 @@ import { setPriority } from 'node:os';
 import { Worker, isMainThread, parentPort } from 'node:worker_threads';
 import { deflateRawSync } from 'node:zlib';
 
-/** The deflate options of a page: level 1, the fastest (and, on build logs, within 10% of level 6's size). */
+/** The deflate options of a page: level 1, the fastest (on the bench's build log: 6.4× smaller, against level 6's 8.3×, in about a quarter of the time). */
 const OPTIONS = { level: 1 } as const;
 
 interface Request {
