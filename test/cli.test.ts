@@ -516,7 +516,8 @@ describe('buildwire CLI', () => {
 const RESTART_SERVER = 'node' as const;
 
 describe('job tail across a coordinator restart', () => {
-  it('retries from the last event and prints every line once', { timeout: 60_000 }, async () => {
+  // 120 s: a slow CI host once took more than 60; each step below is bounded and names itself.
+  it('retries from the last event and prints every line once', { timeout: 120_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'bw-cli-restart-'));
     let c = await startCoordinator({ ...DEFAULTS, port: 0, dataDir, log: () => {}, server: RESTART_SERVER });
     let child: ChildProcess | undefined;
@@ -530,11 +531,18 @@ describe('job tail across a coordinator restart', () => {
       child = tail;
       let stderr = '';
       tail.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      const seen = (re: RegExp) => new Promise<void>((resolve) => {
-        const check = () => (re.test(stderr) ? resolve() : setTimeout(check, 20));
+      let closed = false;
+      const exited = new Promise<number | null>((resolve) => tail.on('close', (code) => ((closed = true), resolve(code))));
+      // Fails at once, with what the tail printed, if the tail exits first or 40 s pass.
+      const seen = (re: RegExp) => new Promise<void>((resolve, reject) => {
+        const deadline = Date.now() + 40_000;
+        const check = () => {
+          if (re.test(stderr)) return resolve();
+          if (closed || Date.now() > deadline) return reject(new Error(`${closed ? 'the tail exited' : '40 s passed'} before ${re}; its stderr: ${stderr}`));
+          setTimeout(check, 20);
+        };
         check();
       });
-      const exited = new Promise<number | null>((resolve) => tail.on('close', resolve));
       await seen(/\| before the restart\n/);
       const port = c.port;
       await c.close();
