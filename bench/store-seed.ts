@@ -40,6 +40,7 @@ import { DEFAULTS } from '../coordinator/config.js';
 import type { Core } from '../coordinator/core.js';
 import type { Clock } from '../coordinator/deadlines.js';
 import { Jobs } from '../coordinator/jobs.js';
+import { prng } from './util.js';
 import type { NewJob } from '../coordinator/jobs.js';
 import type { JobRecord } from '../coordinator/store/records.js';
 import { openStore } from '../coordinator/store/schema.js';
@@ -77,18 +78,6 @@ export interface Seeded {
   filters: { commonName: string; midName: string; target: string; rareTag: string; commonTag: string };
   /** Per database written: entries, B-tree depth, MiB of pages. */
   databases: Record<string, { entries: number; depth: number; mib: number }>;
-}
-
-/** A small fast seeded PRNG (mulberry32), so every run writes the same spread. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A Zipf-like pick of 0..n-1 (weight 1/(i+1)): a few names, owners, repos dominate, as in real use. */

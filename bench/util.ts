@@ -8,6 +8,21 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+/**
+ * A small fast seeded PRNG (mulberry32) in [0, 1): the same seed gives the
+ * same sequence, so bench data and fuzzed test inputs are the same every run.
+ */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** Milliseconds on a wall clock shared by every process on this host, with sub-millisecond resolution. */
 export function nowMs(): number {
   return performance.timeOrigin + performance.now();

@@ -135,10 +135,13 @@ export class EventLog {
     s.nextSeq += count;
     s.acceptedBatch = batch;
     const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    // Held until the commit only for a watched job: otherwise the received frame could go at once.
+    // (A follower arriving meanwhile misses this batch in the tail and reads it from the store.)
+    const keep = s.tailFollowers > 0 ? bytes : null;
     const done = this.#dbs.events.put([job, first], bytes).then(() => {
       s.pending.delete(batch);
       if (batch > s.committedBatch) s.committedBatch = batch;
-      if (s.tailFollowers > 0) this.#toTail(s, first, first + count - 1, bytes);
+      if (keep && s.tailFollowers > 0) this.#toTail(s, first, first + count - 1, keep);
       this.#committed(s, first + count - 1);
     });
     s.pending.set(batch, done);

@@ -84,6 +84,23 @@ describe('the event log\'s tail', () => {
     assert.deepEqual(shape(log.tailBatches(JOB_B, recent, 1 << 30)), shape(log.rawBatches(JOB_B, recent, Number.MAX_SAFE_INTEGER, 1 << 30)));
   });
 
+  test('a follower that arrives while a batch commits gets that batch from the store, the ones after from the tail', async () => {
+    const job = parseJobId('01J9Z3Q8W4M6T0Y2R5N7P9B1C5');
+    await log.appendControl(job, 'first');
+    const before = log.lastSeq(job);
+    const recs: LogRecord[] = [[1, REC.STDOUT, 0, Buffer.from('in flight')]];
+    assert.equal(log.classify(job, 1).kind, 'new');
+    const inFlight = log.appendAgentBatch(job, 1, encode({ type: 'batch', job, batch: 1, recs }), 1);
+    log.keepTail(job, true);
+    await inFlight;
+    await agentBatch(log, job, 2, 3);
+    assert.equal(log.tailBatches(job, before, 1 << 20), null, 'the batch in flight is not in the tail');
+    const fromStore = log.rawBatches(job, before, Number.MAX_SAFE_INTEGER, 10);
+    assert.equal(fromStore!.next, before + 1, 'the store answers the batch in flight');
+    assert.deepEqual(shape(log.tailBatches(job, before + 1, 1 << 20)), shape(log.rawBatches(job, before + 1, Number.MAX_SAFE_INTEGER, 1 << 20)));
+    log.keepTail(job, false);
+  });
+
   test('goes when the last follower stops, and the job\'s state can then be forgotten', async () => {
     log.keepTail(JOB_B, true);
     log.keepTail(JOB_B, false);

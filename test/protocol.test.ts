@@ -14,20 +14,9 @@ import {
   SealedChannel, ServerHandshake, backoffDelay, codeForClose, decodeMessage, deriveSessionKeys, ed25519PrivateKey, encode, encodeError,
   ephemeralFast, ephemeralNacl, frameMac, generateSigningKeyPair, isFatalCode, publicKeyOf, resolveLimits, signFast, signNacl, verifyFast, verifyNacl,
 } from '../protocol/index.js';
+import { prng } from '../bench/util.js';
 import { Deadlines } from '../coordinator/deadlines.js';
 import type { Clock } from '../coordinator/deadlines.js';
-
-/** A small deterministic PRNG (mulberry32), so every run fuzzes the same inputs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Asserts `fn` throws a ProtocolError with this code, close code and message. */
 function throwsCode(fn: () => unknown, code: keyof typeof ERROR_CODES, message: string | RegExp): void {
